@@ -14,6 +14,8 @@ need_apt=()
 command -v softhsm2-util >/dev/null 2>&1 || need_apt+=(softhsm2)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+[ -n "$pg_bin" ] && [ -x "$pg_bin/initdb" ] || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "installing Debian packages: ${need_apt[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
@@ -21,13 +23,41 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import gmssl' >/dev/null 2>&1; then
-  step "installing Python gmssl (second SM2 implementation for interop tests)"
-  python3 -m pip install -q --disable-pip-version-check gmssl
+for mod in gmssl pkilint; do
+  if ! python3 -c "import $mod" >/dev/null 2>&1; then
+    step "installing Python $mod (interop checks)"
+    python3 -m pip install -q --disable-pip-version-check "$mod"
+  fi
+done
+
+cleanup() {
+  if [ -n "${pg_dir:-}" ] && [ -f "$pg_dir/data/postmaster.pid" ]; then
+    runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+  [ -n "${pg_dir:-}" ] && rm -rf "$pg_dir"
+  [ -n "${log:-}" ] && rm -f "$log"
+  return 0
+}
+trap cleanup EXIT
+
+# A throwaway PostgreSQL for the store tests, unless one is given. It listens on 127.0.0.1 on a
+# free port, trusts local connections, and is stopped (by its own pid file) when this script ends.
+if [ -z "${EPORT_TEST_POSTGRES_URL:-}" ]; then
+  pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  step "starting a throwaway PostgreSQL ($pg_bin)"
+  pg_dir=$(mktemp -d /tmp/eport-pg.XXXXXX)
+  chown postgres "$pg_dir"
+  pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  runuser -u postgres -- "$pg_bin/initdb" -D "$pg_dir/data" -A trust -U postgres >/dev/null
+  runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
+    -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=on" start >/dev/null
+  export EPORT_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
 fi
+echo "PostgreSQL for tests: $EPORT_TEST_POSTGRES_URL"
 
 step "dependency policy: no aws-lc-rs, no openssl-sys in the tree"
-if cargo tree --workspace --locked -e all --prefix none 2>/dev/null | grep -E '^(aws-lc-rs|aws-lc-sys|openssl-sys) ' ; then
+tree=$(cargo tree --workspace --locked -e all --prefix none)
+if grep -E '^(aws-lc-rs|aws-lc-sys|openssl-sys) ' <<<"$tree"; then
   echo "forbidden crate in the dependency tree (see STACK notes in README)" >&2
   exit 1
 fi
@@ -40,7 +70,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
 # pipefail keeps cargo's exit status through tee.
 cargo test --workspace --locked 2>&1 | tee "$log"
 

@@ -3,7 +3,9 @@
 //! - [`Cli`]: the commands and their flags (clap).
 //! - [`keyref`]: opening a key named by a file path or a `pkcs11:` URI.
 //! - [`run`]: carries a parsed command out.
+//! - `audit`: the audit officer's tools (`eport audit …`) and the `--log` records of sign/verify.
 
+mod audit;
 pub mod keyref;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use signer_lib::SignatureAlgorithm;
+use signer_lib::audit::{Actor, AuditRecord, EventType};
 use signer_lib::envelope::{self, ContentTypeOids, SignOptions, SignerEntry};
 
 use crate::keyref::{KeyArgs, KeyRef};
@@ -69,6 +72,10 @@ enum Command {
         /// Content-type OIDs: gmt0010 (default for SM2) or rfc5652 (default otherwise).
         #[arg(long, value_enum)]
         oids: Option<OidsArg>,
+        /// Append a message-signed record to this audit log (sqlite:PATH or postgres://…);
+        /// nothing is written if the record cannot be committed.
+        #[arg(long)]
+        log: Option<String>,
     },
     /// Verify a CMS signature; exit 0 only when every signer's signature is valid.
     Verify {
@@ -84,7 +91,13 @@ enum Command {
         /// Write the signed content here (useful for attached signatures).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Append a message-verified record (signer, digest, outcome) to this audit log.
+        #[arg(long)]
+        log: Option<String>,
     },
+    /// The tamper-evident audit log: create, sign heads, verify, query, prove, export.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,7 +171,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let cert = signer_lib::certificate::self_signed_end_entity(signer.as_ref(), &subject, validity)?;
             write_new(&out, signer_lib::certificate::to_pem(&cert)?.as_bytes())?;
         }
-        Command::Sign { key, cert, chain, attached, input, out, pem, oids } => {
+        Command::Sign { key, cert, chain, attached, input, out, pem, oids, log } => {
             let signer = keyref::open(&key)?;
             let certificate = signer_lib::certificate::parse(&read(&cert)?)
                 .with_context(|| format!("{}: not a certificate", cert.display()))?;
@@ -178,21 +191,56 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             };
             let entry = SignerEntry { signer: signer.as_ref(), certificate: &certificate, chain: &chain };
             let sig = envelope::sign(&content, &[entry], &options)?;
+            if let Some(log) = log {
+                let record = AuditRecord::new(
+                    signer_lib::audit::now_millis(),
+                    signer_actor(&certificate),
+                    EventType::MessageSigned,
+                )
+                .object(content_digest(&content));
+                audit::append(&log, record)?;
+            }
             if pem {
                 write_new(&out, envelope::to_pem(&sig).as_bytes())?;
             } else {
                 write_new(&out, &sig)?;
             }
         }
-        Command::Verify { input, sig, json, out } => return verify(input.as_deref(), &sig, json, out.as_deref()),
+        Command::Verify { input, sig, json, out, log } => {
+            return verify(input.as_deref(), &sig, json, out.as_deref(), log.as_deref());
+        }
+        Command::Audit(command) => return audit::run(command),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(input: Option<&Path>, sig: &Path, json: bool, out: Option<&Path>) -> Result<ExitCode> {
+fn verify(input: Option<&Path>, sig: &Path, json: bool, out: Option<&Path>, log: Option<&str>) -> Result<ExitCode> {
     let signature = read(sig)?;
     let content = input.map(read).transpose()?;
-    match envelope::verify(&signature, content.as_deref()) {
+    let result = envelope::verify(&signature, content.as_deref());
+    if let Some(log) = log {
+        let now = signer_lib::audit::now_millis();
+        let record = match &result {
+            Ok(report) => report
+                .signers
+                .first()
+                .map_or_else(
+                    || AuditRecord::new(now, Actor::account("no-signer"), EventType::MessageVerified),
+                    |s| AuditRecord::new(now, signer_actor(&s.certificate), EventType::MessageVerified),
+                )
+                .object(content_digest(&report.content)),
+            Err(e) => {
+                let record = AuditRecord::new(now, Actor::account("unverified-signer"), EventType::MessageVerified)
+                    .failure(e.to_string());
+                match &content {
+                    Some(c) => record.object(content_digest(c)),
+                    None => record,
+                }
+            }
+        };
+        audit::append(log, record)?;
+    }
+    match result {
         Ok(report) => {
             if json {
                 println!("{}", serde_json::to_string_pretty(&report_json(&report))?);
@@ -249,6 +297,27 @@ fn report_json_error(e: &signer_lib::Error) -> serde_json::Value {
     serde_json::json!({ "valid": false, "error": e.to_string() })
 }
 
+/// The audit actor for a certificate holder.
+fn signer_actor(certificate: &x509_cert::Certificate) -> Actor {
+    Actor::Certificate {
+        subject: certificate.tbs_certificate.subject.to_string(),
+        serial: certificate.tbs_certificate.serial_number.as_bytes().to_vec(),
+    }
+}
+
+/// `sha256:<hex>` of a message: the object of message-signed and message-verified records.
+fn content_digest(content: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(signer_lib::algorithm::DigestAlgorithm::Sha256.digest(content)))
+}
+
+/// An RFC 3339 UTC time from Unix milliseconds.
+fn format_millis(ms: i64) -> String {
+    u64::try_from(ms)
+        .ok()
+        .and_then(|ms| der::DateTime::from_unix_duration(Duration::from_millis(ms)).ok())
+        .map_or_else(|| format!("{ms} (unix ms)"), |d| format!("{d}"))
+}
+
 fn format_time(t: SystemTime) -> String {
     let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let dt = der::DateTime::from_unix_duration(Duration::from_secs(secs));
@@ -266,7 +335,7 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 
 /// Writes a new file; refuses to overwrite so that a signature or certificate is never lost
 /// to a mistyped path.
-fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write as _;
     let mut f = std::fs::OpenOptions::new()
         .write(true)

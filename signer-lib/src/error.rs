@@ -133,6 +133,27 @@ pub enum Error {
     /// A CMS structure is well-formed but not acceptable (missing attribute, no signer, ...).
     #[error("CMS: {0}")]
     Cms(String),
+    /// An audit-log operation was refused or is impossible: a bad argument (retention below the
+    /// floor, an index past the end), the wrong mode (appending to a log opened read-only), or a
+    /// writer that has stopped.
+    #[error("audit log: {0}")]
+    Audit(String),
+    /// The audit store (SQLite or PostgreSQL) failed. Nothing in the failed operation was
+    /// acknowledged.
+    #[error("audit store: {0}")]
+    Store(String),
+    /// The audit log has been altered: `index` is the first record at which it fails verification
+    /// (for a signed tree head, the last record the head covers).
+    #[error("audit log tampered at record {index}: {what}")]
+    Tampered {
+        /// The first record index at which verification fails.
+        index: u64,
+        /// What is wrong there.
+        what: String,
+    },
+    /// A Merkle inclusion or consistency proof, a checkpoint or an archive does not verify.
+    #[error("proof does not verify: {0}")]
+    BadProof(String),
 }
 
 fn tries_hint(final_try: bool, count_low: bool) -> &'static str {

@@ -8,8 +8,10 @@
 //! - [`csr`]: PKCS#10 certification requests signed by any [`Signer`].
 //! - [`certificate`]: X.509 certificates signed by any [`Signer`] (test and demo CAs), PEM/DER parsing.
 //! - [`envelope`]: CMS SignedData (RFC 5652, CAdES-BES attributes, GM/T 0010 for SM2).
+//! - [`audit`]: the tamper-evident audit trail — Merkle log (RFC 9162), signed checkpoints, SQLite/PostgreSQL stores.
 
 pub mod algorithm;
+pub mod audit;
 pub mod certificate;
 pub mod csr;
 pub mod envelope;

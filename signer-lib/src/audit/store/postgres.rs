@@ -1,0 +1,38 @@
+//! The PostgreSQL store. Commits are durable under the server's `synchronous_commit` (on by
+//! default; with synchronous replication it also waits for the standby). A second writer is
+//! caught by the primary key of the tree nodes: its batch fails and nothing of it is written.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::sql::{POSTGRES_INSERTS, STATEMENT_CACHE, impl_audit_store};
+use crate::Error;
+
+/// An audit log in a PostgreSQL database (in the first schema of the search path).
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// The same pool: the server keeps one cache for all connections.
+    write: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `postgres://…`.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the URL is bad or the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::Store(format!("bad PostgreSQL URL: {e}")))?
+            .statement_cache_capacity(STATEMENT_CACHE);
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(|e| Error::Store(format!("cannot connect to the PostgreSQL audit store: {e}")))?;
+        Ok(Self { write: pool.clone(), pool })
+    }
+}
+
+impl_audit_store!(PostgresStore, sqlx::Postgres, include_str!("postgres.sql"), "BEGIN", POSTGRES_INSERTS);

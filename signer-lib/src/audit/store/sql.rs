@@ -1,0 +1,566 @@
+//! The SQL both stores share. The statements are the same text for SQLite and PostgreSQL (`$n`
+//! placeholders, 64-bit integers, blobs); only the driver types differ, so the implementation is
+//! written once as a macro and instantiated per driver.
+
+use std::sync::{Arc, LazyLock};
+
+use super::super::merkle::Hash;
+use super::QueryFilter;
+use crate::Error;
+
+/// The most rows in one multi-row INSERT. A batch becomes full statements of this size and one
+/// statement for the rest; there is a prepared statement for every row count up to this, so a
+/// batch costs two or three round trips to the database whatever its size.
+pub(super) const MAX_ROWS_PER_INSERT: usize = 256;
+
+/// Prepared statements kept per connection: every INSERT size for both tables, plus the rest.
+pub(super) const STATEMENT_CACHE: usize = 2 * MAX_ROWS_PER_INSERT + 64;
+
+/// Node ids looked up per query (two placeholders each).
+pub(super) const MAX_NODE_IDS_PER_QUERY: usize = 128;
+
+pub(super) const RECORD_COLUMNS: &str = "idx, time_ms, actor, event, object, record, leaf_hash";
+
+/// How a dialect writes the placeholders of the big INSERTs.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Placeholders {
+    /// `$1, $2, …` (PostgreSQL).
+    Numbered,
+    /// `?, ?, …` (SQLite: the driver looks up a numbered parameter's name with
+    /// `sqlite3_bind_parameter_name`, which scans the statement's parameter list, so binding
+    /// the 1,792 parameters of a 256-row INSERT by number is quadratic; anonymous ones are not).
+    Anonymous,
+}
+
+/// `INSERT INTO table (columns) VALUES ($1, …), (…)` for `rows` rows of `width` columns.
+fn insert_sql(table: &str, columns: &str, width: usize, rows: usize, style: Placeholders) -> Arc<str> {
+    let mut sql = format!("INSERT INTO {table} ({columns}) VALUES ");
+    let mut n = 0;
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for col in 0..width {
+            if col > 0 {
+                sql.push_str(", ");
+            }
+            n += 1;
+            match style {
+                Placeholders::Numbered => {
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                }
+                Placeholders::Anonymous => sql.push('?'),
+            }
+        }
+        sql.push(')');
+    }
+    sql.into()
+}
+
+/// The multi-row INSERT statements of one dialect: entry `n - 1` inserts `n` rows.
+#[derive(Debug)]
+pub(super) struct Inserts {
+    pub(super) records: Vec<Arc<str>>,
+    pub(super) nodes: Vec<Arc<str>>,
+}
+
+impl Inserts {
+    fn new(style: Placeholders) -> Self {
+        let sizes = 1..=MAX_ROWS_PER_INSERT;
+        Self {
+            records: sizes.clone().map(|n| insert_sql("audit_records", RECORD_COLUMNS, 7, n, style)).collect(),
+            nodes: sizes.map(|n| insert_sql("audit_nodes", "level, idx, hash", 3, n, style)).collect(),
+        }
+    }
+}
+
+/// The SQLite INSERTs.
+pub(super) static SQLITE_INSERTS: LazyLock<Inserts> = LazyLock::new(|| Inserts::new(Placeholders::Anonymous));
+/// The PostgreSQL INSERTs.
+pub(super) static POSTGRES_INSERTS: LazyLock<Inserts> = LazyLock::new(|| Inserts::new(Placeholders::Numbered));
+
+/// Splits `len` items into statements: (statement number, start, end).
+pub(super) fn chunks(len: usize) -> Vec<(usize, usize, usize)> {
+    (0..len)
+        .step_by(MAX_ROWS_PER_INSERT)
+        .map(|start| {
+            let end = (start + MAX_ROWS_PER_INSERT).min(len);
+            (end - start - 1, start, end)
+        })
+        .collect()
+}
+
+/// The node lookup for `count` ids: `(level = $1 AND idx = $2) OR …`.
+pub(super) fn nodes_sql(count: usize) -> String {
+    let mut sql = String::from("SELECT level, idx, hash FROM audit_nodes WHERE ");
+    for i in 0..count {
+        if i > 0 {
+            sql.push_str(" OR ");
+        }
+        sql.push_str(&format!("(level = ${} AND idx = ${})", 2 * i + 1, 2 * i + 2));
+    }
+    sql
+}
+
+/// A value bound into a query built at run time.
+pub(super) enum Param {
+    Int(i64),
+    Text(String),
+}
+
+/// The SQL and parameters of a [`QueryFilter`]. Only placeholders carry the values.
+pub(super) fn query_sql(filter: &QueryFilter) -> Result<(String, Vec<Param>), Error> {
+    let mut sql = format!("SELECT {RECORD_COLUMNS} FROM audit_records WHERE 1 = 1");
+    let mut params = Vec::new();
+    let mut add = |cond: &str, p: Param| {
+        params.push(p);
+        sql.push_str(&format!(" AND {cond} ${}", params.len()));
+    };
+    if let Some(t) = filter.from_time {
+        add("time_ms >=", Param::Int(t));
+    }
+    if let Some(t) = filter.to_time {
+        add("time_ms <", Param::Int(t));
+    }
+    if let Some(a) = &filter.actor {
+        add("actor =", Param::Text(a.key()));
+    }
+    if let Some(e) = filter.event {
+        add("event =", Param::Text(e.name().to_owned()));
+    }
+    if let Some(o) = &filter.object {
+        add("object =", Param::Text(o.clone()));
+    }
+    if let Some(i) = filter.from_index {
+        add("idx >=", Param::Int(to_db(i)?));
+    }
+    let limit = if filter.limit == 0 { QueryFilter::DEFAULT_LIMIT } else { filter.limit };
+    add("1 = 1 ORDER BY idx LIMIT", Param::Int(i64::from(limit)));
+    // The last condition's placeholder is the LIMIT: "… AND 1 = 1 ORDER BY idx LIMIT $n".
+    Ok((sql, params))
+}
+
+/// A tree position or size as the database's signed 64-bit integer.
+pub(super) fn to_db(n: u64) -> Result<i64, Error> {
+    i64::try_from(n).map_err(|_| Error::Audit(format!("index {n} is beyond what the store can hold")))
+}
+
+/// A stored integer as a tree position; negative values mean the table was edited.
+pub(super) fn from_db(n: i64, what: &str) -> Result<u64, Error> {
+    u64::try_from(n).map_err(|_| Error::Store(format!("negative {what} {n} in the store")))
+}
+
+/// A stored hash, which must be 32 bytes; anything else is tampering at `index`.
+pub(super) fn to_hash(bytes: &[u8], index: u64, what: &str) -> Result<Hash, Error> {
+    bytes
+        .try_into()
+        .map_err(|_| Error::Tampered { index, what: format!("the stored {what} is {} bytes, not 32", bytes.len()) })
+}
+
+/// A database error, as a store error.
+pub(super) fn db_err(context: &str) -> impl Fn(sqlx::Error) -> Error + '_ {
+    move |e| Error::Store(format!("{context}: {e}"))
+}
+
+/// Implements [`super::AuditStore`] for `$store`, a struct with `pool: sqlx::Pool<$db>` for reads
+/// and `write: sqlx::Pool<$db>` for writes, where `$begin_write` opens a write transaction and
+/// `$inserts` are the dialect's multi-row INSERTs.
+macro_rules! impl_audit_store {
+    ($store:ty, $db:ty, $schema:expr, $begin_write:expr, $inserts:expr) => {
+        impl $crate::audit::store::AuditStore for $store {
+            async fn init(&self, metadata: &$crate::audit::store::LogMetadata) -> Result<(), $crate::Error> {
+                use $crate::audit::store::sql::db_err;
+                let exists = sqlx::query("SELECT id FROM audit_metadata").fetch_optional(&self.pool).await;
+                if exists.is_ok() {
+                    return Err($crate::Error::Audit("an audit log already exists in this store".into()));
+                }
+                let mut tx = self.write.begin().await.map_err(db_err("begin"))?;
+                sqlx::raw_sql($schema).execute(&mut *tx).await.map_err(db_err("creating the audit tables"))?;
+                sqlx::query(
+                    "INSERT INTO audit_metadata (id, format, hash_algorithm, origin, public_key, created_ms) \
+                     VALUES (1, $1, $2, $3, $4, $5)",
+                )
+                .bind($crate::audit::store::STORE_FORMAT)
+                .bind(metadata.hash.name())
+                .bind(metadata.origin.as_str())
+                .bind(metadata.public_key.as_slice())
+                .bind(metadata.created)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("writing the audit metadata"))?;
+                tx.commit().await.map_err(db_err("commit"))
+            }
+
+            async fn metadata(&self) -> Result<$crate::audit::store::LogMetadata, $crate::Error> {
+                use sqlx::Row as _;
+                use $crate::audit::store::sql::db_err;
+                let row = sqlx::query(
+                    "SELECT format, hash_algorithm, origin, public_key, created_ms FROM audit_metadata WHERE id = 1",
+                )
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err("reading the audit metadata (is this an audit log?)"))?
+                .ok_or_else(|| $crate::Error::Store("the audit metadata row is missing".into()))?;
+                let format: i64 = row.try_get(0).map_err(db_err("metadata"))?;
+                if format != $crate::audit::store::STORE_FORMAT {
+                    return Err($crate::Error::Store(format!("audit store format {format} is not supported")));
+                }
+                let hash: String = row.try_get(1).map_err(db_err("metadata"))?;
+                Ok($crate::audit::store::LogMetadata {
+                    hash: hash.parse()?,
+                    origin: row.try_get(2).map_err(db_err("metadata"))?,
+                    public_key: row.try_get(3).map_err(db_err("metadata"))?,
+                    created: row.try_get(4).map_err(db_err("metadata"))?,
+                })
+            }
+
+            async fn append(
+                &self,
+                first: u64,
+                records: &[$crate::audit::store::StoredRecord],
+                nodes: &[($crate::audit::merkle::NodeId, $crate::audit::merkle::Hash)],
+            ) -> Result<(), $crate::Error> {
+                use $crate::audit::store::sql::{chunks, db_err, to_db};
+                let inserts: &$crate::audit::store::sql::Inserts = &$inserts;
+                // No separate size check: leaf `first` is node (0, first), so a writer whose idea
+                // of the size is stale collides with the primary key and nothing is written.
+                if records.first().map(|r| r.index) != Some(first) {
+                    return Err($crate::Error::Audit("an append batch must start at the writer's size".into()));
+                }
+                let t0 = std::time::Instant::now();
+                let mut tx = self.write.begin_with($begin_write).await.map_err(db_err("begin"))?;
+                let t1 = t0.elapsed();
+                for (stmt, start, end) in chunks(records.len()) {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(inserts.records[stmt].clone()));
+                    for r in &records[start..end] {
+                        q = q
+                            .bind(to_db(r.index)?)
+                            .bind(r.time)
+                            .bind(r.actor.as_str())
+                            .bind(r.event.as_str())
+                            .bind(r.object.as_deref())
+                            .bind(r.der.as_slice())
+                            .bind(&r.leaf_hash[..]);
+                    }
+                    q.execute(&mut *tx).await.map_err(db_err("inserting audit records"))?;
+                }
+                let t2 = t0.elapsed();
+                for (stmt, start, end) in chunks(nodes.len()) {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(inserts.nodes[stmt].clone()));
+                    for (id, hash) in &nodes[start..end] {
+                        q = q.bind(i64::from(id.level)).bind(to_db(id.index)?).bind(&hash[..]);
+                    }
+                    q.execute(&mut *tx)
+                        .await
+                        .map_err(db_err("inserting tree nodes (a second writer appending to this log?)"))?;
+                }
+                let t3 = t0.elapsed();
+                let r = tx.commit().await.map_err(db_err("committing audit records"));
+                if std::env::var_os("AUDIT_TRACE").is_some() { eprintln!("  begin {t1:?} records {t2:?} nodes {t3:?} commit {:?}", t0.elapsed()); }
+                r
+            }
+
+            async fn leaf_count(&self) -> Result<u64, $crate::Error> {
+                Ok(self.max_node_index(0).await?.map_or(0, |m| m + 1))
+            }
+
+            async fn max_node_index(&self, level: u8) -> Result<Option<u64>, $crate::Error> {
+                use $crate::audit::store::sql::{db_err, from_db};
+                let max: Option<i64> = sqlx::query_scalar("SELECT MAX(idx) FROM audit_nodes WHERE level = $1")
+                    .bind(i64::from(level))
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db_err("reading tree nodes"))?;
+                max.map(|m| from_db(m, "node index")).transpose()
+            }
+
+            async fn nodes(
+                &self,
+                ids: &[$crate::audit::merkle::NodeId],
+            ) -> Result<Vec<($crate::audit::merkle::NodeId, $crate::audit::merkle::Hash)>, $crate::Error> {
+                use sqlx::Row as _;
+                use $crate::audit::store::sql::{MAX_NODE_IDS_PER_QUERY, db_err, from_db, nodes_sql, to_db, to_hash};
+                let mut out = Vec::with_capacity(ids.len());
+                for part in ids.chunks(MAX_NODE_IDS_PER_QUERY) {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(nodes_sql(part.len()))).persistent(false);
+                    for id in part {
+                        q = q.bind(i64::from(id.level)).bind(to_db(id.index)?);
+                    }
+                    for row in q.fetch_all(&self.pool).await.map_err(db_err("reading tree nodes"))? {
+                        let level: i64 = row.try_get(0).map_err(db_err("node"))?;
+                        let index = from_db(row.try_get(1).map_err(db_err("node"))?, "node index")?;
+                        let level = u8::try_from(level)
+                            .map_err(|_| $crate::Error::Store(format!("tree node level {level} in the store")))?;
+                        let id = $crate::audit::merkle::NodeId { level, index };
+                        let hash: Vec<u8> = row.try_get(2).map_err(db_err("node"))?;
+                        out.push((id, to_hash(&hash, id.first_leaf(), "tree node hash")?));
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn level_range(
+                &self,
+                level: u8,
+                first: u64,
+                last: u64,
+            ) -> Result<Vec<(u64, $crate::audit::merkle::Hash)>, $crate::Error> {
+                use sqlx::Row as _;
+                use $crate::audit::store::sql::{db_err, from_db, to_db, to_hash};
+                let rows = sqlx::query(
+                    "SELECT idx, hash FROM audit_nodes WHERE level = $1 AND idx >= $2 AND idx <= $3 ORDER BY idx",
+                )
+                .bind(i64::from(level))
+                .bind(to_db(first)?)
+                .bind(to_db(last)?)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err("reading tree nodes"))?;
+                rows.iter()
+                    .map(|row| {
+                        let index = from_db(row.try_get(0).map_err(db_err("node"))?, "node index")?;
+                        let hash: Vec<u8> = row.try_get(1).map_err(db_err("node"))?;
+                        Ok((index, to_hash(&hash, index << level, "tree node hash")?))
+                    })
+                    .collect()
+            }
+
+            async fn records(
+                &self,
+                from: u64,
+                limit: u32,
+            ) -> Result<Vec<$crate::audit::store::StoredRecord>, $crate::Error> {
+                use $crate::audit::store::sql::{db_err, to_db};
+                let rows = sqlx::query(
+                    "SELECT idx, time_ms, actor, event, object, record, leaf_hash FROM audit_records \
+                     WHERE idx >= $1 ORDER BY idx LIMIT $2",
+                )
+                .bind(to_db(from)?)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err("reading audit records"))?;
+                rows.iter().map(record_from_row).collect()
+            }
+
+            async fn record(&self, index: u64) -> Result<Option<$crate::audit::store::StoredRecord>, $crate::Error> {
+                use $crate::audit::store::sql::{db_err, to_db};
+                let row = sqlx::query(
+                    "SELECT idx, time_ms, actor, event, object, record, leaf_hash FROM audit_records WHERE idx = $1",
+                )
+                .bind(to_db(index)?)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err("reading an audit record"))?;
+                row.as_ref().map(record_from_row).transpose()
+            }
+
+            async fn last_record_index(&self) -> Result<Option<u64>, $crate::Error> {
+                use $crate::audit::store::sql::{db_err, from_db};
+                let max: Option<i64> = sqlx::query_scalar("SELECT MAX(idx) FROM audit_records")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db_err("reading audit records"))?;
+                max.map(|m| from_db(m, "record index")).transpose()
+            }
+
+            async fn find_leaf(&self, leaf_hash: &$crate::audit::merkle::Hash) -> Result<Option<u64>, $crate::Error> {
+                use $crate::audit::store::sql::{db_err, from_db};
+                let idx: Option<i64> =
+                    sqlx::query_scalar("SELECT idx FROM audit_records WHERE leaf_hash = $1 ORDER BY idx LIMIT 1")
+                        .bind(&leaf_hash[..])
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db_err("looking up a leaf hash"))?;
+                idx.map(|i| from_db(i, "record index")).transpose()
+            }
+
+            async fn first_at_or_after(&self, from: u64, time: i64) -> Result<Option<u64>, $crate::Error> {
+                use $crate::audit::store::sql::{db_err, from_db, to_db};
+                let idx: Option<i64> =
+                    sqlx::query_scalar("SELECT MIN(idx) FROM audit_records WHERE idx >= $1 AND time_ms >= $2")
+                        .bind(to_db(from)?)
+                        .bind(time)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(db_err("reading audit records"))?;
+                idx.map(|i| from_db(i, "record index")).transpose()
+            }
+
+            async fn query(
+                &self,
+                filter: &$crate::audit::store::QueryFilter,
+            ) -> Result<Vec<$crate::audit::store::StoredRecord>, $crate::Error> {
+                use $crate::audit::store::sql::{Param, db_err, query_sql};
+                let (sql, params) = query_sql(filter)?;
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+                for p in params {
+                    q = match p {
+                        Param::Int(i) => q.bind(i),
+                        Param::Text(s) => q.bind(s),
+                    };
+                }
+                let rows = q.fetch_all(&self.pool).await.map_err(db_err("querying audit records"))?;
+                rows.iter().map(record_from_row).collect()
+            }
+
+            async fn add_head(&self, head: &$crate::audit::store::StoredHead) -> Result<(), $crate::Error> {
+                use $crate::audit::store::sql::{db_err, to_db};
+                sqlx::query(
+                    "INSERT INTO audit_heads (tree_size, root, checkpoint, time_ms) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (tree_size) DO NOTHING",
+                )
+                .bind(to_db(head.size)?)
+                .bind(&head.root[..])
+                .bind(head.checkpoint.as_str())
+                .bind(head.time)
+                .execute(&self.write)
+                .await
+                .map_err(db_err("storing a signed tree head"))?;
+                Ok(())
+            }
+
+            async fn latest_head(&self) -> Result<Option<$crate::audit::store::StoredHead>, $crate::Error> {
+                use $crate::audit::store::sql::db_err;
+                let row = sqlx::query(
+                    "SELECT tree_size, root, checkpoint, time_ms FROM audit_heads ORDER BY tree_size DESC LIMIT 1",
+                )
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err("reading signed tree heads"))?;
+                row.as_ref().map(head_from_row).transpose()
+            }
+
+            async fn heads(
+                &self,
+                from_size: u64,
+                limit: u32,
+            ) -> Result<Vec<$crate::audit::store::StoredHead>, $crate::Error> {
+                use $crate::audit::store::sql::{db_err, to_db};
+                let rows = sqlx::query(
+                    "SELECT tree_size, root, checkpoint, time_ms FROM audit_heads WHERE tree_size >= $1 \
+                     ORDER BY tree_size LIMIT $2",
+                )
+                .bind(to_db(from_size)?)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err("reading signed tree heads"))?;
+                rows.iter().map(head_from_row).collect()
+            }
+
+            async fn purge(&self, mark: &$crate::audit::store::PurgeMark) -> Result<u64, $crate::Error> {
+                use $crate::audit::store::sql::{db_err, to_db};
+                let mut tx = self.write.begin_with($begin_write).await.map_err(db_err("begin"))?;
+                sqlx::query("INSERT INTO audit_purges (before_idx, from_idx, time_ms, checkpoint) VALUES ($1, $2, $3, $4)")
+                    .bind(to_db(mark.before)?)
+                    .bind(to_db(mark.from)?)
+                    .bind(mark.time)
+                    .bind(mark.checkpoint.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("recording the purge"))?;
+                let done = sqlx::query("DELETE FROM audit_records WHERE idx >= $1 AND idx < $2")
+                    .bind(to_db(mark.from)?)
+                    .bind(to_db(mark.before)?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("deleting purged records"))?;
+                tx.commit().await.map_err(db_err("committing the purge"))?;
+                Ok(done.rows_affected())
+            }
+
+            async fn latest_purge(&self) -> Result<Option<$crate::audit::store::PurgeMark>, $crate::Error> {
+                use sqlx::Row as _;
+                use $crate::audit::store::sql::{db_err, from_db};
+                let row = sqlx::query(
+                    "SELECT from_idx, before_idx, time_ms, checkpoint FROM audit_purges ORDER BY before_idx DESC LIMIT 1",
+                )
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err("reading purge marks"))?;
+                let Some(row) = row else { return Ok(None) };
+                Ok(Some($crate::audit::store::PurgeMark {
+                    from: from_db(row.try_get(0).map_err(db_err("purge mark"))?, "purge index")?,
+                    before: from_db(row.try_get(1).map_err(db_err("purge mark"))?, "purge index")?,
+                    time: row.try_get(2).map_err(db_err("purge mark"))?,
+                    checkpoint: row.try_get(3).map_err(db_err("purge mark"))?,
+                }))
+            }
+
+            async fn close(&self) {
+                self.write.close().await;
+                self.pool.close().await;
+            }
+        }
+
+        /// A record row (columns in [`RECORD_COLUMNS`](super::sql::RECORD_COLUMNS) order).
+        fn record_from_row(
+            row: &<$db as sqlx::Database>::Row,
+        ) -> Result<$crate::audit::store::StoredRecord, $crate::Error> {
+            use sqlx::Row as _;
+            use $crate::audit::store::sql::{db_err, from_db, to_hash};
+            let index = from_db(row.try_get(0).map_err(db_err("audit record"))?, "record index")?;
+            let leaf: Vec<u8> = row.try_get(6).map_err(db_err("audit record"))?;
+            Ok($crate::audit::store::StoredRecord {
+                index,
+                time: row.try_get(1).map_err(db_err("audit record"))?,
+                actor: row.try_get(2).map_err(db_err("audit record"))?,
+                event: row.try_get(3).map_err(db_err("audit record"))?,
+                object: row.try_get(4).map_err(db_err("audit record"))?,
+                der: row.try_get(5).map_err(db_err("audit record"))?,
+                leaf_hash: to_hash(&leaf, index, "leaf hash")?,
+            })
+        }
+
+        /// A head row.
+        fn head_from_row(row: &<$db as sqlx::Database>::Row) -> Result<$crate::audit::store::StoredHead, $crate::Error> {
+            use sqlx::Row as _;
+            use $crate::audit::store::sql::{db_err, from_db, to_hash};
+            let size = from_db(row.try_get(0).map_err(db_err("tree head"))?, "tree size")?;
+            let root: Vec<u8> = row.try_get(1).map_err(db_err("tree head"))?;
+            Ok($crate::audit::store::StoredHead {
+                size,
+                root: to_hash(&root, size.saturating_sub(1), "tree head root")?,
+                checkpoint: row.try_get(2).map_err(db_err("tree head"))?,
+                time: row.try_get(3).map_err(db_err("tree head"))?,
+            })
+        }
+    };
+}
+
+pub(super) use impl_audit_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_batches_into_prepared_statement_sizes() {
+        assert_eq!(chunks(0), vec![]);
+        assert_eq!(chunks(1), vec![(0, 0, 1)]);
+        assert_eq!(chunks(15), vec![(14, 0, 15)]);
+        assert_eq!(chunks(600), vec![(255, 0, 256), (255, 256, 512), (87, 512, 600)]);
+        assert_eq!(POSTGRES_INSERTS.records.len(), MAX_ROWS_PER_INSERT);
+        assert!(POSTGRES_INSERTS.records[1].ends_with("($8, $9, $10, $11, $12, $13, $14)"));
+        assert!(SQLITE_INSERTS.nodes[1].ends_with("VALUES (?, ?, ?), (?, ?, ?)"));
+    }
+
+    #[test]
+    fn builds_numbered_placeholders() {
+        assert_eq!(
+            &*insert_sql("t", "a, b", 2, 2, Placeholders::Numbered),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
+        assert_eq!(
+            nodes_sql(2),
+            "SELECT level, idx, hash FROM audit_nodes WHERE (level = $1 AND idx = $2) OR (level = $3 AND idx = $4)"
+        );
+        let (sql, params) =
+            query_sql(&QueryFilter { from_time: Some(5), limit: 10, ..QueryFilter::default() }).unwrap();
+        assert!(sql.ends_with("WHERE 1 = 1 AND time_ms >= $1 AND 1 = 1 ORDER BY idx LIMIT $2"), "{sql}");
+        assert_eq!(params.len(), 2);
+    }
+}

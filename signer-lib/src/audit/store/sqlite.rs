@@ -1,0 +1,130 @@
+//! The SQLite store: one file, write-ahead log (WAL).
+//!
+//! Durability is chosen in the URL with `?synchronous=full` (the default) or
+//! `?synchronous=normal`; the parameter is ours and is removed before the URL goes to the driver.
+//!
+//! - `full`: the WAL is synced at every commit, so an append that returned `Ok` survives a crash
+//!   of the process *and* of the machine (power loss). Each commit costs one fsync; group commit
+//!   shares it among all appends waiting at that moment, so throughput grows with the number of
+//!   appends in flight.
+//! - `normal`: commits are written to the WAL but synced only at checkpoints. An acknowledged
+//!   append survives a crash of the process (kill -9), which is what the design requires, but
+//!   the last commits can be lost if the machine itself loses power; the file stays consistent
+//!   either way. Commits no longer wait for the disk.
+//!
+//! Appends take the write lock up front (`BEGIN IMMEDIATE`), so a second writer process waits
+//! (busy timeout) instead of failing half-way.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use super::sql::{SQLITE_INSERTS, STATEMENT_CACHE, impl_audit_store};
+use crate::Error;
+
+/// An audit log in a SQLite file.
+///
+/// Writes go through one dedicated connection: SQLite keeps its page cache per connection and
+/// drops it when another connection has changed the file, so a single writer connection keeps
+/// the tree and index pages hot. Reads use a small pool of their own.
+///
+/// Checkpoints (copying the WAL back into the database file) run in a background task on a read
+/// connection, in PASSIVE mode, so the writer does not stop for them; the writer's own automatic
+/// checkpoint is left as a backstop at [`WAL_BACKSTOP_PAGES`].
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    write: SqlitePool,
+    _checkpointer: Arc<AbortOnDrop>,
+}
+
+/// How often the background task checkpoints the WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// WAL pages after which the committing writer checkpoints itself (about 256 MiB).
+pub const WAL_BACKSTOP_PAGES: u32 = 65_536;
+
+/// Stops the background checkpoint task when the last clone of the store goes.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl SqliteStore {
+    /// Opens `sqlite:PATH[?synchronous=full|normal]`, creating the file when `create` is set.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the URL is bad or the file cannot be opened.
+    pub async fn connect(url: &str, create: bool) -> Result<Self, Error> {
+        let (url, synchronous) = split_synchronous(url)?;
+        let options = SqliteConnectOptions::from_str(&url)
+            .map_err(|e| Error::Store(format!("bad SQLite URL: {e}")))?
+            .create_if_missing(create)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .busy_timeout(Duration::from_secs(30))
+            .statement_cache_capacity(STATEMENT_CACHE)
+            .pragma("cache_size", "-32768") // KiB
+            .pragma("wal_autocheckpoint", WAL_BACKSTOP_PAGES.to_string());
+        let open = |max| {
+            SqlitePoolOptions::new()
+                .max_connections(max)
+                .test_before_acquire(false) // a local file: a broken connection fails the statement anyway
+                .connect_with(options.clone())
+        };
+        let write = open(1).await.map_err(|e| Error::Store(format!("cannot open the SQLite audit store: {e}")))?;
+        let pool = open(4).await.map_err(|e| Error::Store(format!("cannot open the SQLite audit store: {e}")))?;
+        let checkpoints = pool.clone();
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
+            while !checkpoints.is_closed() {
+                ticks.tick().await;
+                // A failed checkpoint is retried at the next tick; the backstop bounds the WAL.
+                let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&checkpoints).await;
+            }
+        });
+        Ok(Self { pool, write, _checkpointer: Arc::new(AbortOnDrop(task.abort_handle())) })
+    }
+}
+
+/// Takes our `synchronous` parameter out of the URL.
+fn split_synchronous(url: &str) -> Result<(String, SqliteSynchronous), Error> {
+    let Some((base, query)) = url.split_once('?') else { return Ok((url.to_owned(), SqliteSynchronous::Full)) };
+    let mut synchronous = SqliteSynchronous::Full;
+    let mut rest = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("synchronous", "full" | "FULL")) => synchronous = SqliteSynchronous::Full,
+            Some(("synchronous", "normal" | "NORMAL")) => synchronous = SqliteSynchronous::Normal,
+            Some(("synchronous", other)) => {
+                return Err(Error::Store(format!(
+                    "synchronous={other} is not allowed for an audit log (full or normal)"
+                )));
+            }
+            _ => rest.push(pair),
+        }
+    }
+    let url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
+    Ok((url, synchronous))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_the_synchronous_parameter_out_of_the_url() {
+        let (url, s) = split_synchronous("sqlite:/a/b.db?synchronous=normal&mode=rwc").unwrap();
+        assert_eq!((url.as_str(), matches!(s, SqliteSynchronous::Normal)), ("sqlite:/a/b.db?mode=rwc", true));
+        let (url, s) = split_synchronous("sqlite:/a/b.db").unwrap();
+        assert_eq!((url.as_str(), matches!(s, SqliteSynchronous::Full)), ("sqlite:/a/b.db", true));
+        assert!(split_synchronous("sqlite:x.db?synchronous=off").is_err());
+    }
+}
+
+impl_audit_store!(SqliteStore, sqlx::Sqlite, include_str!("sqlite.sql"), "BEGIN IMMEDIATE", SQLITE_INSERTS);
