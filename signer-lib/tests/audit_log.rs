@@ -325,6 +325,22 @@ async fn fails_closed_when_the_store_breaks(db: Db) {
     assert!(log.append(&rec(6)).await.is_err(), "an append after close was acknowledged");
 }
 
+async fn a_second_writer_is_refused_until_it_catches_up(db: Db) {
+    let (a, key) = filled(&db, 3).await;
+    let b = AuditLog::open_writer(&db.url, key).await.unwrap();
+    assert_eq!(a.append(&rec(3)).await.unwrap(), 3);
+    // B still thinks the log has 3 records: its batch collides and nothing of it is written.
+    assert!(matches!(b.append(&rec(100)).await, Err(Error::Store(_))));
+    // It reloads the tree before its next batch and appends after A's record.
+    assert_eq!(b.append(&rec(4)).await.unwrap(), 4);
+    // A's view (4 records) is stale but true: a head for it is consistent with B's.
+    assert_eq!(a.sign_head().await.unwrap().size(), 4);
+    assert_eq!(b.sign_head().await.unwrap().size(), 5);
+    let report = b.verify(|_, _| {}).await.unwrap();
+    assert_eq!(report.size, 5);
+    assert_eq!(b.record(4).await.unwrap().unwrap().record, rec(4));
+}
+
 async fn guards_refuse_updates_and_deletes(db: Db) {
     let (_log, _) = filled(&db, 4).await;
     assert!(db.try_exec("UPDATE audit_records SET actor = 'account:x' WHERE idx = 1").await.is_err());
@@ -565,6 +581,7 @@ on_both_stores!(
     reopens_and_refuses_wrong_use,
     signs_heads_only_when_the_log_grew,
     fails_closed_when_the_store_breaks,
+    a_second_writer_is_refused_until_it_catches_up,
     guards_refuse_updates_and_deletes,
     detects_an_edited_field,
     detects_a_deleted_record,

@@ -169,7 +169,7 @@ pub fn range_hash(alg: HashAlgorithm, start: u64, end: u64, nodes: &HashMap<Node
 }
 
 /// The leaf ranges whose subtree hashes form the inclusion proof of leaf `index` in a tree of
-/// `size` leaves, in proof order (RFC 9162 §2.1.3.1, PATH(m, D[n])). Requires `index < size`.
+/// `size` leaves, in proof order (RFC 9162 §2.1.3.1, `PATH(m, D[n])`). Requires `index < size`.
 #[must_use]
 pub fn inclusion_ranges(index: u64, size: u64) -> Vec<(u64, u64)> {
     fn path(m: u64, start: u64, end: u64, out: &mut Vec<(u64, u64)>) {
@@ -194,7 +194,7 @@ pub fn inclusion_ranges(index: u64, size: u64) -> Vec<(u64, u64)> {
 }
 
 /// The leaf ranges whose subtree hashes form the consistency proof from `old_size` to
-/// `new_size`, in proof order (RFC 9162 §2.1.4.1, PROOF(m, D[n])). Empty when
+/// `new_size`, in proof order (RFC 9162 §2.1.4.1, `PROOF(m, D[n])`). Empty when
 /// `old_size == 0` or `old_size >= new_size`.
 #[must_use]
 pub fn consistency_ranges(old_size: u64, new_size: u64) -> Vec<(u64, u64)> {

@@ -255,7 +255,8 @@ pub enum Store {
 }
 
 impl Store {
-    /// Connects to the store at `url`: `sqlite:PATH` (the file is created when `create` is set)
+    /// Connects to the store at `url`: `sqlite:PATH` (the file is created when `create` is set;
+    /// add `?synchronous=normal` to trade power-loss durability for speed, see [`SqliteStore`])
     /// or `postgres://USER@HOST/DB` (add `?options=-csearch_path%3DSCHEMA` to use a schema).
     ///
     /// # Errors

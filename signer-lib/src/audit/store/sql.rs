@@ -229,9 +229,7 @@ macro_rules! impl_audit_store {
                 if records.first().map(|r| r.index) != Some(first) {
                     return Err($crate::Error::Audit("an append batch must start at the writer's size".into()));
                 }
-                let t0 = std::time::Instant::now();
                 let mut tx = self.write.begin_with($begin_write).await.map_err(db_err("begin"))?;
-                let t1 = t0.elapsed();
                 for (stmt, start, end) in chunks(records.len()) {
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(inserts.records[stmt].clone()));
                     for r in &records[start..end] {
@@ -246,7 +244,6 @@ macro_rules! impl_audit_store {
                     }
                     q.execute(&mut *tx).await.map_err(db_err("inserting audit records"))?;
                 }
-                let t2 = t0.elapsed();
                 for (stmt, start, end) in chunks(nodes.len()) {
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(inserts.nodes[stmt].clone()));
                     for (id, hash) in &nodes[start..end] {
@@ -256,10 +253,7 @@ macro_rules! impl_audit_store {
                         .await
                         .map_err(db_err("inserting tree nodes (a second writer appending to this log?)"))?;
                 }
-                let t3 = t0.elapsed();
-                let r = tx.commit().await.map_err(db_err("committing audit records"));
-                if std::env::var_os("AUDIT_TRACE").is_some() { eprintln!("  begin {t1:?} records {t2:?} nodes {t3:?} commit {:?}", t0.elapsed()); }
-                r
+                tx.commit().await.map_err(db_err("committing audit records"))
             }
 
             async fn leaf_count(&self) -> Result<u64, $crate::Error> {

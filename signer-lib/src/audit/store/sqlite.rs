@@ -32,7 +32,7 @@ use crate::Error;
 ///
 /// Checkpoints (copying the WAL back into the database file) run in a background task on a read
 /// connection, in PASSIVE mode, so the writer does not stop for them; the writer's own automatic
-/// checkpoint is left as a backstop at [`WAL_BACKSTOP_PAGES`].
+/// checkpoint is left as a backstop (`WAL_BACKSTOP_PAGES`).
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -42,8 +42,11 @@ pub struct SqliteStore {
 
 /// How often the background task checkpoints the WAL.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-/// WAL pages after which the committing writer checkpoints itself (about 256 MiB).
-pub const WAL_BACKSTOP_PAGES: u32 = 65_536;
+/// WAL pages after which the committing writer checkpoints itself (256 MiB of 4 KiB pages); by
+/// then the background task has copied most of them, so this checkpoint is short, and the WAL
+/// starts over from its beginning. A long WAL lets hot index pages be rewritten many times
+/// before they are copied once.
+const WAL_BACKSTOP_PAGES: u32 = 65_536;
 
 /// Stops the background checkpoint task when the last clone of the store goes.
 #[derive(Debug)]
@@ -70,7 +73,8 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30))
             .statement_cache_capacity(STATEMENT_CACHE)
             .pragma("cache_size", "-32768") // KiB
-            .pragma("wal_autocheckpoint", WAL_BACKSTOP_PAGES.to_string());
+            .pragma("wal_autocheckpoint", WAL_BACKSTOP_PAGES.to_string())
+            .pragma("journal_size_limit", (64 * 1024 * 1024).to_string()); // bytes kept after a reset
         let open = |max| {
             SqlitePoolOptions::new()
                 .max_connections(max)
