@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the suite on its embedded default: the CA (with its public CA-certificate and CRL
+# Runs the suite on its embedded default: the CA (with its public CA-certificate, CRL and OCSP
 # endpoints) on loopback, SQLite, encrypted software keys. The first start runs the key ceremony.
 #   EPORT_DATA=DIR scripts/run.sh [extra eport-ca serve flags]
 set -euo pipefail

@@ -21,6 +21,9 @@ use std::time::Duration;
 use axum::Router;
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
+use ocsp_responder::responder::Background;
+use ocsp_responder::source::sql::SqlSource;
+use ocsp_responder::{Responder, Settings, ocsp_routes};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -71,6 +74,9 @@ pub enum ServeError {
         #[source]
         source: io::Error,
     },
+    /// The in-process OCSP responder could not be set up.
+    #[error("OCSP responder: {0}")]
+    Ocsp(#[from] ocsp_responder::Error),
     /// A listener failed while serving.
     #[error("{what} stopped: {source}")]
     Serve {
@@ -89,6 +95,49 @@ pub struct Options {
     pub crl_interval: Option<Duration>,
     /// The OCSP responder's router (routes under `/ocsp`), mounted on the public listener.
     pub ocsp: Option<Router>,
+}
+
+/// Connections the in-process OCSP responder opens to the CA database.
+const OCSP_DB_CONNECTIONS: u32 = 2;
+
+/// The OCSP responder running in-process: pre-signed responses for every issuer, read from the
+/// CA database (read-only) and kept fresh by its background tasks, which run until this is
+/// dropped. Mount [`Self::routes`] (`POST /ocsp`, `GET /ocsp/{base64}`, the URL the AIA of our
+/// certificates carries) on the public listener through [`Options::ocsp`].
+#[derive(Debug)]
+pub struct EmbeddedOcsp {
+    responder: Responder,
+    _background: Background,
+}
+
+impl EmbeddedOcsp {
+    /// Builds the responder for `ca`'s issuers with their delegated OCSP signers, over its own
+    /// small pool on the CA's database URL (a SQLite file is opened read-only), and starts its
+    /// first pre-signing pass, change-feed poll and refresh loop in the background. Must be
+    /// called inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`ServeError::Ca`] when an issuer, its OCSP certificate or key cannot be loaded;
+    /// [`ServeError::Ocsp`] when the database cannot be opened or `settings` are invalid.
+    pub async fn start(ca: &Ca, settings: Settings) -> Result<Self, ServeError> {
+        let issuers = ca.ocsp_issuers(time::OffsetDateTime::now_utc()).await?;
+        let url = ca.config().database_url(ca.data_dir());
+        let source = SqlSource::connect(&url, OCSP_DB_CONNECTIONS).await?;
+        let responder = Responder::new(issuers, Arc::new(source), settings)?;
+        let background = responder.spawn_background();
+        Ok(Self { responder, _background: background })
+    }
+
+    /// The responder (health, metrics, manual refresh).
+    #[must_use]
+    pub fn responder(&self) -> &Responder {
+        &self.responder
+    }
+
+    /// The OCSP routes, to merge into the public router.
+    pub fn routes(&self) -> Router {
+        ocsp_routes(self.responder.clone())
+    }
 }
 
 /// A running server: the HTTPS API, the public HTTP endpoints and the CRL schedule.
@@ -271,7 +320,9 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         println!("{report}");
     }
     let ca = Ca::open(&args.data, &config).await?;
-    let options = Options { crl_interval: Some(config.crl_regeneration_interval()), ocsp: None };
+    // Kept until the server stops: dropping it stops the responder's background tasks.
+    let ocsp = EmbeddedOcsp::start(&ca, Settings::default()).await?;
+    let options = Options { crl_interval: Some(config.crl_regeneration_interval()), ocsp: Some(ocsp.routes()) };
     let mut server = Server::start(ca.clone(), https, http, options)?;
     print_urls(&server, &ca, &config, &args);
 
@@ -283,6 +334,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         result = server.wait() => result,
     };
     let stopped = server.shutdown().await;
+    drop(ocsp);
     ca.close().await;
     outcome.and(stopped)
 }
@@ -304,6 +356,7 @@ fn print_urls(server: &Server, ca: &Ca, config: &Config, args: &ServeArgs) {
         args.data.join("certs").join("p256-root.pem").display()
     );
     println!("  public HTTP      http://{}/  (health: /healthz)", server.http_addr());
+    println!("  OCSP             {base}/ocsp  (every issuer)");
     for issuer in ca.issuer_ids() {
         println!("  CA {issuer:<13} {base}/ca/{issuer}.crt  (root: {base}/ca/{issuer}-root.crt)");
         println!("  CRL {issuer:<12} {base}/crl/{issuer}.crl");

@@ -631,6 +631,12 @@ impl Ca {
         &self.inner.config
     }
 
+    /// The data directory the CA was opened from.
+    #[must_use]
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
     /// The database (for tests and the OCSP feed).
     #[must_use]
     pub fn store(&self) -> &Store {
@@ -677,6 +683,31 @@ impl Ca {
     #[must_use]
     pub fn tls_material(&self) -> TlsMaterial {
         self.inner.tls.clone()
+    }
+
+    /// The issuers of the in-process OCSP responder, one per issuing CA: its certificate, its
+    /// delegated OCSP signer's certificate and the OCSP signer key, opened through the CA's key
+    /// store (never the CA key). Each delegation is checked at `now`.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the issuers cannot be read; [`Error::Key`] when an OCSP key cannot
+    /// be opened or is the CA key; [`Error::Internal`] when a certificate does not parse or the
+    /// responder refuses the delegation.
+    pub async fn ocsp_issuers(&self, now: OffsetDateTime) -> Result<Vec<ocsp_responder::Issuer>, Error> {
+        let keys = KeyStore::new(&self.inner.data_dir, &self.inner.config)?;
+        let mut issuers = Vec::new();
+        for row in self.inner.store.issuers().await? {
+            if row.ocsp_key == row.issuing_key {
+                return Err(Error::Key { name: row.ocsp_key, reason: "the OCSP signer must not be the CA key".into() });
+            }
+            let ca = signer_lib::certificate::parse(&row.issuing_der).map_err(|e| Error::internal("issuing CA", e))?;
+            let ocsp = signer_lib::certificate::parse(&row.ocsp_der).map_err(|e| Error::internal("OCSP signer", e))?;
+            let signer = keys.open(&row.ocsp_key)?;
+            let issuer = ocsp_responder::Issuer::new(ocsp_responder::IssuerId(row.id), ca, ocsp, signer, now)
+                .map_err(|e| Error::internal("OCSP issuer", e))?;
+            issuers.push(issuer);
+        }
+        Ok(issuers)
     }
 
     fn now(&self) -> OffsetDateTime {

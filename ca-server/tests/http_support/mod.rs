@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::{Arc, Once};
 
 use ca_server::http::problem;
-use ca_server::serve::{Options, Server};
+use ca_server::serve::{EmbeddedOcsp, Options, Server};
 use ca_server::{Ca, Config, ManualClock};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
@@ -45,6 +45,8 @@ pub struct TestServer {
     pub ca: Ca,
     pub https: SocketAddr,
     pub http: SocketAddr,
+    /// The in-process OCSP responder, when started with one ([`Self::start_with_ocsp`]).
+    pub ocsp: Option<EmbeddedOcsp>,
     server: Option<Server>,
 }
 
@@ -56,6 +58,16 @@ impl TestServer {
 
     /// The embedded default configuration, changed by `tweak`.
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_full(tweak, None).await
+    }
+
+    /// The embedded default configuration with the OCSP responder in-process (as `serve` runs
+    /// it) on the public listener, with `settings`.
+    pub async fn start_with_ocsp(settings: ocsp_responder::Settings) -> Self {
+        Self::start_full(|_| {}, Some(settings)).await
+    }
+
+    async fn start_full(tweak: impl FnOnce(&mut Config), ocsp: Option<ocsp_responder::Settings>) -> Self {
         install_provider();
         let dir = TempDir::new().unwrap();
         let https = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -67,8 +79,22 @@ impl TestServer {
         let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
         Ca::init_with_clock(dir.path(), &config, clock.clone()).await.unwrap();
         let ca = Ca::open_with_clock(dir.path(), &config, clock.clone()).await.unwrap();
-        let server = Server::start(ca.clone(), https, http, Options::default()).unwrap();
-        Self { https: server.https_addr(), http: server.http_addr(), dir, config, clock, ca, server: Some(server) }
+        let ocsp = match ocsp {
+            Some(settings) => Some(EmbeddedOcsp::start(&ca, settings).await.unwrap()),
+            None => None,
+        };
+        let options = Options { ocsp: ocsp.as_ref().map(EmbeddedOcsp::routes), ..Options::default() };
+        let server = Server::start(ca.clone(), https, http, options).unwrap();
+        Self {
+            https: server.https_addr(),
+            http: server.http_addr(),
+            dir,
+            config,
+            clock,
+            ca,
+            ocsp,
+            server: Some(server),
+        }
     }
 
     /// Stops the listeners and closes the CA.
@@ -76,6 +102,7 @@ impl TestServer {
         if let Some(server) = self.server.take() {
             server.shutdown().await.unwrap();
         }
+        drop(self.ocsp.take());
         self.ca.close().await;
     }
 
