@@ -715,22 +715,7 @@ impl Store {
         cert: &NewCertificate,
         now: i64,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO certificates (serial, issuer, subject, profile, registration_id, uscc, not_before, \
-             not_after, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'issuing', $9, $9)",
-        )
-        .bind(&cert.serial)
-        .bind(&cert.issuer)
-        .bind(&cert.subject)
-        .bind(&cert.profile)
-        .bind(cert.registration_id.clone())
-        .bind(cert.uscc.clone())
-        .bind(cert.not_before)
-        .bind(cert.not_after)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
+        insert_certificate(conn, cert, "issuing", None, now).await
     }
 
     /// Records a certificate issued by the key ceremony (status `good`), inside the
@@ -745,24 +730,7 @@ impl Store {
         der: &[u8],
         now: i64,
     ) -> Result<(), Error> {
-        sqlx::query(
-            "INSERT INTO certificates (serial, issuer, subject, profile, registration_id, uscc, not_before, \
-             not_after, status, der, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'good', $9, $10, $10)",
-        )
-        .bind(&cert.serial)
-        .bind(&cert.issuer)
-        .bind(&cert.subject)
-        .bind(&cert.profile)
-        .bind(cert.registration_id.clone())
-        .bind(cert.uscc.clone())
-        .bind(cert.not_before)
-        .bind(cert.not_after)
-        .bind(der)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
+        Ok(insert_certificate(conn, cert, "good", Some(der), now).await?)
     }
 
     /// Marks a reserved serial issued with its certificate; `false` when the row was not
@@ -1051,4 +1019,33 @@ fn certificate_row(r: &AnyRow) -> Result<CertificateRow, sqlx::Error> {
         created_at: r.try_get(12)?,
         updated_at: r.try_get(13)?,
     })
+}
+
+/// The one INSERT of a certificate row: a reservation (`issuing`, no DER yet) or a ceremony
+/// certificate (`good`, with its DER).
+async fn insert_certificate(
+    conn: &mut AnyConnection,
+    cert: &NewCertificate,
+    status: &str,
+    der: Option<&[u8]>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO certificates (serial, issuer, subject, profile, registration_id, uscc, not_before, \
+         not_after, status, der, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+    )
+    .bind(&cert.serial)
+    .bind(&cert.issuer)
+    .bind(&cert.subject)
+    .bind(&cert.profile)
+    .bind(cert.registration_id.clone())
+    .bind(cert.uscc.clone())
+    .bind(cert.not_before)
+    .bind(cert.not_after)
+    .bind(status)
+    .bind(der.map(<[u8]>::to_vec))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
