@@ -30,7 +30,7 @@
 //! EventType ::= ENUMERATED {              -- see [`EventType`]; numbers are never reused
 //!     loginOk(1), loginFailed(2), lockout(3), logout(4), sessionExpired(5),
 //!     roleChange(10), accountCreated(11), accountDisabled(12), credentialChanged(13),
-//!     registration(20), approval(21), rejection(22), enrolment(23),
+//!     registration(20), approval(21), rejection(22), enrolment(23), dataRead(24),
 //!     issue(30), revoke(31), suspend(32), resume(33), lintFailed(34),
 //!     keyGenerate(40), keyUse(41), keyRecover(42), keyDestroy(43),
 //!     crlIssued(50), ocspSignerChanged(51), timestampIssued(52),
@@ -178,6 +178,9 @@ event_catalogue! {
     Rejection = 22, "rejection";
     /// A certificate request received with its enrolment code.
     Enrolment = 23, "enrolment";
+    /// Certificates, registrations or other records read through a read-only interface (who
+    /// looked at what, as level 3 asks for access to personal data).
+    DataRead = 24, "data_read";
     /// A certificate issued.
     Issue = 30, "issue";
     /// A certificate revoked.

@@ -13,8 +13,9 @@ use crate::Error;
 /// batch costs two or three round trips to the database whatever its size.
 pub(super) const MAX_ROWS_PER_INSERT: usize = 256;
 
-/// Prepared statements kept per connection: every INSERT size for both tables, plus the rest.
-pub(super) const STATEMENT_CACHE: usize = 2 * MAX_ROWS_PER_INSERT + 64;
+/// Prepared statements kept per connection: every INSERT size for both tables, every node
+/// lookup size, plus the rest.
+pub(super) const STATEMENT_CACHE: usize = 2 * MAX_ROWS_PER_INSERT + MAX_NODE_IDS_PER_QUERY + 64;
 
 /// Node ids looked up per query (two placeholders each).
 pub(super) const MAX_NODE_IDS_PER_QUERY: usize = 128;
@@ -278,7 +279,10 @@ macro_rules! impl_audit_store {
                 use $crate::audit::store::sql::{MAX_NODE_IDS_PER_QUERY, db_err, from_db, nodes_sql, to_db, to_hash};
                 let mut out = Vec::with_capacity(ids.len());
                 for part in ids.chunks(MAX_NODE_IDS_PER_QUERY) {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(nodes_sql(part.len()))).persistent(false);
+                    // Persistent: the text depends only on the number of ids (at most
+                    // MAX_NODE_IDS_PER_QUERY shapes), and a proof would otherwise spend most of its
+                    // time parsing and planning the statement.
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(nodes_sql(part.len())));
                     for id in part {
                         q = q.bind(i64::from(id.level)).bind(to_db(id.index)?);
                     }

@@ -48,6 +48,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// before they are copied once.
 const WAL_BACKSTOP_PAGES: u32 = 65_536;
 
+/// Result rows buffered between the driver's worker thread and the caller.
+const ROW_BUFFER: usize = 4096;
+
 /// Stops the background checkpoint task when the last clone of the store goes.
 #[derive(Debug)]
 struct AbortOnDrop(tokio::task::AbortHandle);
@@ -72,7 +75,14 @@ impl SqliteStore {
             .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(30))
             .statement_cache_capacity(STATEMENT_CACHE)
+            // The driver hands each result row from its worker thread to the caller through a
+            // channel of this many rows; the default (50) makes a full verification ping-pong
+            // between the two threads every few rows.
+            .row_buffer_size(ROW_BUFFER)
             .pragma("cache_size", "-32768") // KiB
+            // Statement journals (a multi-row INSERT inside a transaction keeps one) in memory,
+            // not in a temporary file written page by page.
+            .pragma("temp_store", "memory")
             .pragma("wal_autocheckpoint", WAL_BACKSTOP_PAGES.to_string())
             .pragma("journal_size_limit", (64 * 1024 * 1024).to_string()); // bytes kept after a reset
         let open = |max| {
