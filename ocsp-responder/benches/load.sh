@@ -14,6 +14,7 @@
 # Usage (as root: unshare -n and apt-get need it):
 #   ocsp-responder/benches/load.sh [SECONDS=10] [CONNECTIONS=50] [CERTIFICATES=1000]
 #   PROFILE=dev ocsp-responder/benches/load.sh    # skip the release build (slower responder)
+#   LOAD_SERVER=/tmp/load_server.old ocsp-responder/benches/load.sh   # a load_server built before
 #
 # wrk's start-up probe (a connection closed without a request) hangs `openssl ocsp` 3.0 at
 # 100% CPU; every wrk script here replaces wrk.resolve so that no probe is made.
@@ -37,11 +38,14 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-echo "building the load server ($profile)..." >&2
-if [ "$profile" = release ]; then
+if [ -n "${LOAD_SERVER:-}" ]; then
+  server_bin=$LOAD_SERVER
+elif [ "$profile" = release ]; then
+  echo "building the load server ($profile)..." >&2
   cargo build -q --release -p ocsp-responder --example load_server
   server_bin=target/release/examples/load_server
 else
+  echo "building the load server ($profile)..." >&2
   cargo build -q -p ocsp-responder --example load_server
   server_bin=target/debug/examples/load_server
 fi

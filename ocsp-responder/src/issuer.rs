@@ -3,6 +3,8 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use const_oid::ObjectIdentifier;
 use const_oid::db::rfc5912::{ID_SHA_1, ID_SHA_256};
@@ -114,10 +116,51 @@ pub struct Issuer {
     id: IssuerId,
     ca: Certificate,
     responder: Certificate,
+    /// `responder` as DER, copied into every response.
+    responder_der: Vec<u8>,
     signer: Arc<dyn Signer>,
+    /// The DER AlgorithmIdentifier of the signer's signatures.
+    signature_algorithm_der: Vec<u8>,
+    signing_time: SigningTime,
     responder_id: ResponderId,
+    /// `responder_id` as DER.
+    responder_id_der: Vec<u8>,
     hashes: Vec<IssuerHashes>,
     key_type: KeyType,
+}
+
+/// Signing time at or below which [`Issuer::signs_quickly`] holds: a signature this short
+/// can be made on an async worker thread (tokio's guidance is 10–100 µs between awaits)
+/// instead of being handed to the blocking pool, whose hand-off (two thread wake-ups) costs
+/// more CPU than a software ECDSA signature.
+pub const QUICK_SIGNATURE: Duration = Duration::from_micros(100);
+
+/// Samples are clamped here before they enter the average, so one stall (a preempted thread,
+/// a device hiccup) moves the estimate over [`QUICK_SIGNATURE`] for a few signatures only.
+const SAMPLE_CAP_NANOS: u64 = 1_000_000;
+
+/// A running average of one signer's signing time, in nanoseconds (weight 1/8 per sample).
+/// It starts at [`SAMPLE_CAP_NANOS`], "slow", so a signer is trusted to be quick only after
+/// about twenty signatures have shown it (the first refresh pass makes them).
+#[derive(Debug)]
+struct SigningTime(AtomicU64);
+
+impl SigningTime {
+    fn new() -> Self {
+        Self(AtomicU64::new(SAMPLE_CAP_NANOS))
+    }
+
+    fn record(&self, elapsed: Duration) {
+        let sample = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX).min(SAMPLE_CAP_NANOS);
+        // Lost updates between racing threads only drop a sample.
+        let old = self.0.load(Ordering::Relaxed);
+        let new = if sample >= old { old + (sample - old) / 8 } else { old - (old - sample) / 8 };
+        self.0.store(new, Ordering::Relaxed);
+    }
+
+    fn estimate(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
 }
 
 impl fmt::Debug for Issuer {
@@ -175,7 +218,24 @@ impl Issuer {
         let responder_key = responder.tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
         let key_hash = OctetString::new(CertIdHash::Sha1.digest(responder_key))
             .map_err(|e| Error::der("responder key hash", e))?;
-        Ok(Self { id, ca, responder, signer, responder_id: ResponderId::ByKey(key_hash), hashes, key_type })
+        let responder_der = responder.to_der().map_err(|e| Error::der("responder certificate", e))?;
+        let responder_id = ResponderId::ByKey(key_hash);
+        let responder_id_der = responder_id.to_der().map_err(|e| Error::der("responder id", e))?;
+        let signature_algorithm_der =
+            signer.algorithm().identifier().to_der().map_err(|e| Error::der("signature algorithm", e))?;
+        Ok(Self {
+            id,
+            ca,
+            responder,
+            responder_der,
+            signer,
+            signature_algorithm_der,
+            signing_time: SigningTime::new(),
+            responder_id,
+            responder_id_der,
+            hashes,
+            key_type,
+        })
     }
 
     /// The CA database's id of this issuer.
@@ -196,16 +256,54 @@ impl Issuer {
         &self.responder
     }
 
+    /// The delegated responder's certificate as DER.
+    #[must_use]
+    pub fn responder_certificate_der(&self) -> &[u8] {
+        &self.responder_der
+    }
+
     /// The responder's key.
     #[must_use]
     pub fn signer(&self) -> &dyn Signer {
         &*self.signer
     }
 
+    /// The DER AlgorithmIdentifier of the responder key's signatures.
+    #[must_use]
+    pub fn signature_algorithm_der(&self) -> &[u8] {
+        &self.signature_algorithm_der
+    }
+
+    /// Feeds one signature's duration into the running estimate behind [`Self::signs_quickly`].
+    pub fn record_signing_time(&self, elapsed: Duration) {
+        self.signing_time.record(elapsed);
+    }
+
+    /// The running average of recent signing times (see [`QUICK_SIGNATURE`]).
+    #[must_use]
+    pub fn signing_time_estimate(&self) -> Duration {
+        self.signing_time.estimate()
+    }
+
+    /// Whether recent signatures took at most [`QUICK_SIGNATURE`] on average: a software key,
+    /// not a device round-trip. The responder then signs single responses in place rather
+    /// than on the blocking pool. Measured, not configured, so that it holds for any backend
+    /// and follows a device that slows down.
+    #[must_use]
+    pub fn signs_quickly(&self) -> bool {
+        self.signing_time.estimate() <= QUICK_SIGNATURE
+    }
+
     /// The ResponderID that goes into responses (byKey).
     #[must_use]
     pub fn responder_id(&self) -> &ResponderId {
         &self.responder_id
+    }
+
+    /// The ResponderID as DER.
+    #[must_use]
+    pub fn responder_id_der(&self) -> &[u8] {
+        &self.responder_id_der
     }
 
     /// The hash algorithms requests may name this issuer with.
@@ -284,4 +382,31 @@ fn check_delegation(ca: &Certificate, responder: &Certificate, now: OffsetDateTi
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signer_is_quick_only_after_quick_signatures_and_slow_again_after_slow_ones() {
+        let time = SigningTime::new();
+        assert!(time.estimate() > QUICK_SIGNATURE, "unknown signers start slow");
+        for _ in 0..30 {
+            time.record(Duration::from_micros(30));
+        }
+        assert!(time.estimate() <= QUICK_SIGNATURE);
+        // One stall counts only up to the cap, and eight quick signatures undo it.
+        time.record(Duration::from_secs(5));
+        assert!(time.estimate() > QUICK_SIGNATURE);
+        for _ in 0..8 {
+            time.record(Duration::from_micros(30));
+        }
+        assert!(time.estimate() <= QUICK_SIGNATURE);
+        // A device round-trip of 150 µs every time is never quick.
+        for _ in 0..200 {
+            time.record(Duration::from_micros(150));
+        }
+        assert!(time.estimate() > QUICK_SIGNATURE);
+    }
 }

@@ -43,13 +43,12 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use time::OffsetDateTime;
-use x509_ocsp::CertId;
 
 use crate::Error;
 use crate::cache::{Cache, CacheHeaders, CacheKey, Entry};
 use crate::issuer::{CertIdHash, Issuer};
 use crate::metrics::{Metrics, Origin, Outcome};
-use crate::request;
+use crate::request::{self, CertIdRef};
 use crate::response::{self, INTERNAL_ERROR, MALFORMED_REQUEST, Single, TRY_LATER, UNAUTHORIZED};
 use crate::source::{CertificateStatus, ChangeCursor, IssuerId, Serial, StatusSource};
 
@@ -336,7 +335,7 @@ impl Responder {
         let mut issuer = None;
         let mut targets = Vec::with_capacity(req.cert_ids.len());
         for cert_id in &req.cert_ids {
-            let Some(hash) = CertIdHash::from_oid(&cert_id.hash_algorithm.oid) else {
+            let Some(hash) = CertIdHash::from_oid(&cert_id.hash_algorithm) else {
                 return Answer::error(Outcome::MalformedRequest);
             };
             let Some(idx) = self.find_issuer(hash, cert_id) else {
@@ -347,7 +346,7 @@ impl Responder {
             }
             issuer = Some(idx);
             // A serial we cannot hold (over 21 octets) is not one we issued.
-            targets.push((hash, Serial::from_der_content(cert_id.serial_number.as_bytes()).ok()));
+            targets.push((hash, Serial::from_der_content(cert_id.serial_number).ok()));
         }
         let Some(idx) = issuer else {
             return Answer::error(Outcome::MalformedRequest);
@@ -360,14 +359,13 @@ impl Responder {
                     _ => self.sign_missing(key, now).await,
                 }
             }
-            _ => self.sign_for_request(idx, &req.cert_ids, &targets, req.nonce.as_deref(), now).await,
+            _ => self.sign_for_request(idx, &req.cert_ids, &targets, req.nonce, now).await,
         }
     }
 
     /// The index of the issuer a CertID names.
-    fn find_issuer(&self, hash: CertIdHash, cert_id: &CertId) -> Option<u16> {
-        let name = cert_id.issuer_name_hash.as_bytes();
-        let key = cert_id.issuer_key_hash.as_bytes();
+    fn find_issuer(&self, hash: CertIdHash, cert_id: &CertIdRef<'_>) -> Option<u16> {
+        let (name, key) = (cert_id.issuer_name_hash, cert_id.issuer_key_hash);
         let idx = self.inner.issuers.iter().position(|i| i.matches(hash, name, key))?;
         u16::try_from(idx).ok()
     }
@@ -407,7 +405,7 @@ impl Responder {
     async fn sign_for_request(
         &self,
         idx: u16,
-        cert_ids: &[CertId],
+        cert_ids: &[CertIdRef<'_>],
         targets: &[(CertIdHash, Option<Serial>)],
         nonce: Option<&[u8]>,
         now: OffsetDateTime,
@@ -441,20 +439,24 @@ impl Responder {
                 },
             };
             // The client's CertID is echoed as it sent it (parameters and all).
-            singles.push(Single { cert_id: cert_id.clone(), status });
+            singles.push(Single { cert_id: cert_id.der_value.to_vec(), status });
         }
         let outcome = match &singles[..] {
             [one] => outcome_of(one.status),
             _ => Outcome::Multiple,
         };
-        let nonce = nonce.map(<[u8]>::to_vec);
         let validity = self.validity();
-        let signed = self
-            .blocking(move |r| {
+        // A quick signer (a software key) signs in place; see `blocking`.
+        let signed = if issuer.signs_quickly() {
+            self.sign_timed(issuer, &singles, nonce, now, now + validity)
+        } else {
+            let nonce = nonce.map(<[u8]>::to_vec);
+            self.blocking(move |r| {
                 let issuer = &r.inner.issuers[usize::from(idx)];
                 r.sign_timed(issuer, &singles, nonce.as_deref(), now, now + validity)
             })
-            .await;
+            .await
+        };
         match signed {
             Ok(der) => Answer { body: Bytes::from(der), outcome, origin: Origin::Signed, cacheable: None },
             Err(e) => {
@@ -492,24 +494,29 @@ impl Responder {
         let started = Instant::now();
         let result = response::sign(issuer, singles, nonce, this_update, next_update, this_update);
         match &result {
-            Ok(_) => self.inner.metrics.signed(started.elapsed()),
+            Ok(_) => {
+                let elapsed = started.elapsed();
+                issuer.record_signing_time(elapsed);
+                self.inner.metrics.signed(elapsed);
+            }
             Err(_) => self.inner.metrics.signing_error(),
         }
         result
     }
 
-    /// Runs blocking signing work on tokio's blocking pool (a signer may be a device
-    /// round-trip), or in place outside a runtime. Not `block_in_place`: it panics on a
-    /// current-thread runtime or inside a `LocalSet`, and the hand-off costs a few µs against a
-    /// software P-256 signature's ~300 µs.
+    /// Runs signing work on tokio's blocking pool (a signer may be a device round-trip), or in
+    /// place outside a runtime. Not `block_in_place`: it panics on a current-thread runtime or
+    /// inside a `LocalSet`. Callers skip this for one signature by a quick signer
+    /// ([`Issuer::signs_quickly`]: a software key): the pool's hand-off costs two thread
+    /// wake-ups, more CPU than a software P-256 signature (≈25 µs with ring).
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Self) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let this = self.clone();
         if tokio::runtime::Handle::try_current().is_err() {
-            return work(&this);
+            return work(self);
         }
+        let this = self.clone();
         tokio::task::spawn_blocking(move || work(&this)).await.map_err(|e| Error::Task(e.to_string()))?
     }
 
@@ -522,11 +529,16 @@ impl Responder {
     ) -> Result<Vec<(CacheKey, Arc<Entry>)>, Error> {
         let validity = self.validity();
         let refresh_after = time::Duration::try_from(self.inner.settings.refresh_after).unwrap_or(time::Duration::HOUR);
-        self.blocking(move |r| {
+        // A single entry (a cache miss being answered) from a quick signer is signed in place.
+        let quick = match &items[..] {
+            [(key, _, _)] => self.inner.issuers[usize::from(key.issuer)].signs_quickly(),
+            _ => false,
+        };
+        let work = move |r: &Self| {
             let mut out = Vec::with_capacity(items.len());
             for (key, status, seq) in items {
                 let issuer = &r.inner.issuers[usize::from(key.issuer)];
-                let cert_id = issuer.cert_id(key.hash, &key.serial)?;
+                let cert_id = response::cert_id_value(&issuer.cert_id(key.hash, &key.serial)?)?;
                 let next_update = now + validity;
                 let der = r.sign_timed(issuer, &[Single { cert_id, status }], None, now, next_update)?;
                 let headers = CacheHeaders::new(&der, now, next_update);
@@ -542,8 +554,8 @@ impl Responder {
                 out.push((key, Arc::new(entry)));
             }
             Ok(out)
-        })
-        .await
+        };
+        if quick { work(self) } else { self.blocking(work).await }
     }
 
     /// Reads the change feed's starting point and runs the first refresh pass, which signs a
