@@ -113,6 +113,7 @@ async fn codes(ca: &Ca, officer: &Caller, n: usize) -> Vec<String> {
             legal_representative: "Zhang San".into(),
             person_name: None,
             profile: "enterprise-legal-rep".into(),
+            authorisation: None,
         };
         let registration = ca.register(officer, request).await.unwrap();
         match ca.approve(officer, &registration.id).await.unwrap() {

@@ -43,7 +43,7 @@ use crate::{Ca, Error};
 pub const CEREMONY_ACTOR: &str = "eport-ca-init";
 
 /// How long the root CRLs (ARLs) the ceremony signs are valid: the root key is offline, so
-/// its CRL is re-signed yearly in a ceremony.
+/// its CRL is re-signed offline with `eport-ca root-crl` ([`crate::root_crl`]) before then.
 pub const ROOT_CRL_DAYS: i64 = 365;
 
 /// The bootstrap administrators: name and role.

@@ -220,11 +220,20 @@ pub struct AuditConfig {
     /// The log's origin line in signed tree heads (no spaces). Default: `eport-ca/audit`.
     #[serde(default = "default_origin")]
     pub origin: String,
+    /// `serve` signs a tree head this often when the log grew (and once more when it stops),
+    /// so an audit officer's verification is never more than this far behind. Default: 300.
+    #[serde(default = "default_head_interval_seconds")]
+    pub head_interval_seconds: NonZeroU32,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        Self { url: None, hash: AuditHash::default(), origin: default_origin() }
+        Self {
+            url: None,
+            hash: AuditHash::default(),
+            origin: default_origin(),
+            head_interval_seconds: default_head_interval_seconds(),
+        }
     }
 }
 
@@ -300,6 +309,9 @@ fn default_next_update_hours() -> NonZeroU32 {
 fn default_regenerate_minutes() -> NonZeroU32 {
     NonZeroU32::MIN.saturating_add(59)
 }
+fn default_head_interval_seconds() -> NonZeroU32 {
+    NonZeroU32::new(300).unwrap_or(NonZeroU32::MIN)
+}
 fn default_origin() -> String {
     "eport-ca/audit".to_owned()
 }
@@ -374,6 +386,12 @@ impl Config {
     #[must_use]
     pub fn audit_url(&self, data_dir: &Path) -> String {
         self.audit.url.clone().unwrap_or_else(|| format!("sqlite:{}", data_dir.join("audit.db").display()))
+    }
+
+    /// How often `serve` calls [`crate::Ca::sign_audit_head`].
+    #[must_use]
+    pub fn audit_head_interval(&self) -> Duration {
+        Duration::from_secs(u64::from(self.audit.head_interval_seconds.get()))
     }
 
     /// How often `serve` calls [`crate::Ca::regenerate_crls`].

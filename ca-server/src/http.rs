@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | POST | `/api/v1/registrations` | security officer |
 //! | POST | `/api/v1/registrations/{id}/approve` | security officer (a second, different one for dual control) |
+//! | POST | `/api/v1/registrations/{id}/code` | security officer: a new enrolment code (dual control: back to pending) |
 //! | POST | `/api/v1/enrol` | anyone with an enrolment code (no client certificate) |
 //! | POST | `/api/v1/renew` | subscriber or platform (its own certificate) |
 //! | POST | `/api/v1/certificates/{serial}/revoke` | security officer; the subscriber itself for keyCompromise |
@@ -152,6 +153,14 @@ pub static ENDPOINTS: &[Endpoint] = &[
     },
     Endpoint {
         method: Method::Post,
+        path: "/api/v1/registrations/{id}/code",
+        operation_id: "reissueCode",
+        access: Access::Roles(SECURITY_OFFICER),
+        event: EventType::CredentialChanged,
+        handler: |m| on(m, reissue_code),
+    },
+    Endpoint {
+        method: Method::Post,
         path: "/api/v1/enrol",
         operation_id: "enrol",
         access: Access::Anonymous,
@@ -195,7 +204,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         path: "/api/v1/certificates",
         operation_id: "listCertificates",
         access: Access::Roles(OFFICERS_WHO_READ),
-        event: EventType::LoginOk,
+        event: EventType::DataRead,
         handler: |m| on(m, list_certificates),
     },
     Endpoint {
@@ -203,7 +212,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         path: "/openapi.json",
         operation_id: "openapi",
         access: Access::Roles(ANY_IDENTITY),
-        event: EventType::LoginOk,
+        event: EventType::DataRead,
         handler: |m| on(m, openapi_document),
     },
 ];
@@ -474,6 +483,17 @@ async fn approve(
     PathParam(id): PathParam,
 ) -> Result<Response, Problem> {
     let body = ApprovalResponse::from(ca.approve(&caller, &id).await?);
+    Ok(json_response(StatusCode::OK, &body, Some(format!("registration {id}"))))
+}
+
+/// A new enrolment code for an approved registration (the old one stops working); under dual
+/// control the registration goes back to pending instead (see `service::reissue`).
+async fn reissue_code(
+    State(ca): State<Ca>,
+    Authorised(caller): Authorised,
+    PathParam(id): PathParam,
+) -> Result<Response, Problem> {
+    let body = ApprovalResponse::from(ca.reissue_code(&caller, &id).await?);
     Ok(json_response(StatusCode::OK, &body, Some(format!("registration {id}"))))
 }
 

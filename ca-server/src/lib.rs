@@ -4,6 +4,12 @@
 //! Core (no HTTP):
 //! - [`config`]: the TOML configuration ([`Config`]), strict, with working defaults.
 //! - [`ceremony`]: the key ceremony, [`Ca::init`] → [`ceremony::InitReport`].
+//! - [`rotation`]: `eport-ca rotate ocsp-signer | tls`, new OCSP signer and HTTPS server
+//!   generations ([`Ca::rotate_ocsp_signers`], [`Ca::rotate_tls`]).
+//! - [`officer`]: `eport-ca officer add`, a new administrator identity ([`Ca::add_officer`]).
+//! - [`root_crl`]: `eport-ca root-crl`, the roots' CRLs re-signed offline
+//!   ([`Ca::resign_root_crls`]).
+//! - [`admin`]: what those offline administrator commands share.
 //! - [`service`]: the CA itself ([`Ca`]): registration, approval, enrolment, renewal,
 //!   revocation, listing, CRLs; roles checked and everything audited.
 //! - [`crl`]: building and signing CRLs.
@@ -16,12 +22,17 @@
 //! HTTP layer: [`http`] (axum routes, problem documents, OpenAPI), [`tls`] (rustls, mTLS),
 //! [`authz`] (the one authorisation gate), [`serve`] (`eport-ca serve`: both listeners, CRL schedule).
 
+pub mod admin;
+pub mod authorisation;
 pub mod ceremony;
 pub mod clock;
 pub mod config;
 pub mod crl;
 pub mod error;
 pub mod keys;
+pub mod officer;
+pub mod root_crl;
+pub mod rotation;
 pub mod service;
 pub mod store;
 

@@ -93,6 +93,9 @@ pub enum ServeError {
 pub struct Options {
     /// Regenerate every CRL this often (none: only on revocation).
     pub crl_interval: Option<Duration>,
+    /// Sign an audit tree head this often when the log grew, and once more on shutdown (none:
+    /// only when asked, e.g. `eport audit head`).
+    pub audit_head_interval: Option<Duration>,
     /// The OCSP responder's router (routes under `/ocsp`), mounted on the public listener.
     pub ocsp: Option<Router>,
 }
@@ -140,7 +143,8 @@ impl EmbeddedOcsp {
     }
 }
 
-/// A running server: the HTTPS API, the public HTTP endpoints and the CRL schedule.
+/// A running server: the HTTPS API, the public HTTP endpoints, and the CRL and audit-head
+/// schedules.
 #[derive(Debug)]
 pub struct Server {
     https_addr: SocketAddr,
@@ -149,7 +153,8 @@ pub struct Server {
     http_handle: Handle<SocketAddr>,
     https_task: JoinHandle<io::Result<()>>,
     http_task: JoinHandle<io::Result<()>>,
-    crl_task: Option<JoinHandle<()>>,
+    /// The CRL and audit-head schedules.
+    schedules: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
 }
 
@@ -193,9 +198,31 @@ impl Server {
         let http_task = tokio::spawn(http_server.serve(public));
 
         let (stop, stopped) = watch::channel(false);
-        let crl_task = options.crl_interval.map(|period| tokio::spawn(regenerate_crls(ca, period, stopped)));
+        let mut schedules = Vec::new();
+        if let Some(period) = options.crl_interval {
+            let ca = ca.clone();
+            schedules.push(tokio::spawn(every(period, stopped.clone(), move |last| {
+                let ca = ca.clone();
+                async move {
+                    // The CA made its CRLs when it opened; the last tick has nothing to add.
+                    if !last && let Err(e) = ca.regenerate_crls().await {
+                        tracing::error!(error = %e, "scheduled CRL regeneration failed");
+                    }
+                }
+            })));
+        }
+        if let Some(period) = options.audit_head_interval {
+            schedules.push(tokio::spawn(every(period, stopped, move |_last| {
+                let ca = ca.clone();
+                async move {
+                    if let Err(e) = ca.sign_audit_head().await {
+                        tracing::error!(error = %e, "signing the audit tree head failed");
+                    }
+                }
+            })));
+        }
 
-        Ok(Self { https_addr, http_addr, https_handle, http_handle, https_task, http_task, crl_task, stop })
+        Ok(Self { https_addr, http_addr, https_handle, http_handle, https_task, http_task, schedules, stop })
     }
 
     /// The HTTPS API's address.
@@ -221,7 +248,7 @@ impl Server {
         self.http_handle.graceful_shutdown(Some(GRACE_PERIOD));
         let https = join("HTTPS API", self.https_task).await;
         let http = join("public HTTP", self.http_task).await;
-        if let Some(task) = self.crl_task {
+        for task in self.schedules {
             let _ = task.await;
         }
         https.and(http)
@@ -251,20 +278,25 @@ async fn join(what: &'static str, task: JoinHandle<io::Result<()>>) -> Result<()
     flatten(what, task.await)
 }
 
-/// Regenerates every CRL each `period` until told to stop. A failure is logged and retried at
-/// the next tick (the previous CRL stays valid until its nextUpdate, which is longer).
-async fn regenerate_crls(ca: Ca, period: Duration, mut stopped: watch::Receiver<bool>) {
+/// Runs `job(false)` every `period` (not at once: the first tick is skipped) until told to
+/// stop, then `job(true)` a last time after the listeners stopped. A failing job logs and waits
+/// for its next tick: a CRL stays valid until its nextUpdate, which is longer, and an audit head
+/// not signed now is signed at the next tick over the grown log.
+async fn every<F, Fut>(period: Duration, mut stopped: watch::Receiver<bool>, mut job: F)
+where
+    F: FnMut(bool) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await; // the first tick is immediate; the CA made its CRLs when it opened
+    ticks.tick().await; // the first tick is immediate
     loop {
         tokio::select! {
-            _ = ticks.tick() => {
-                if let Err(e) = ca.regenerate_crls().await {
-                    tracing::error!(error = %e, "scheduled CRL regeneration failed");
-                }
+            _ = ticks.tick() => job(false).await,
+            _ = stopped.changed() => {
+                job(true).await;
+                return;
             }
-            _ = stopped.changed() => return,
         }
     }
 }
@@ -322,7 +354,11 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let ca = Ca::open(&args.data, &config).await?;
     // Kept until the server stops: dropping it stops the responder's background tasks.
     let ocsp = EmbeddedOcsp::start(&ca, Settings::default()).await?;
-    let options = Options { crl_interval: Some(config.crl_regeneration_interval()), ocsp: Some(ocsp.routes()) };
+    let options = Options {
+        crl_interval: Some(config.crl_regeneration_interval()),
+        audit_head_interval: Some(config.audit_head_interval()),
+        ocsp: Some(ocsp.routes()),
+    };
     let mut server = Server::start(ca.clone(), https, http, options)?;
     print_urls(&server, &ca, &config, &args);
 

@@ -88,6 +88,8 @@ use crate::crl::{self, CrlEntry, RevocationReason};
 use crate::keys::KeyStore;
 use crate::store::{self, CertificateRow, CodeRow, CrlRow, ListFilter, NewCertificate, RegistrationRow, Store};
 
+mod reissue;
+
 /// The most certificates one list call returns.
 pub const MAX_LIST: u32 = 1000;
 
@@ -223,6 +225,11 @@ pub enum RegistrationRequest {
         person_name: Option<String>,
         /// `enterprise-legal-rep` or `enterprise-operator`.
         profile: String,
+        /// `enterprise-operator` only, and required there: the legal representative's signed
+        /// authorisation of this operator (`eport operator authorise`), the PEM of the CMS or
+        /// the base64 of its DER. See [`crate::authorisation`].
+        #[serde(default)]
+        authorisation: Option<String>,
     },
     /// A government agency or bank.
     Agency {
@@ -575,7 +582,7 @@ impl Ca {
                 },
             );
         }
-        let tls = tls_material(data_dir, &keys, &issuers)?;
+        let tls = tls_material(data_dir, &keys, &issuers, &crate::rotation::current_tls(&store).await?)?;
         let ca = Self {
             inner: Arc::new(Inner {
                 data_dir: data_dir.to_owned(),
@@ -928,16 +935,24 @@ impl Ca {
 
     async fn register_inner(&self, caller: &Caller, req: RegistrationRequest) -> Result<Registration, Error> {
         require(caller, &[Role::SecurityOfficer], "register", "security_officer")?;
-        let (kind, identifier, name, legal_representative, person_name, profile_id, subject) = match req {
-            RegistrationRequest::Enterprise { uscc, name, legal_representative, person_name, profile } => {
+        let (kind, identifier, name, legal_representative, person_name, profile_id, subject, authorisation) = match req
+        {
+            RegistrationRequest::Enterprise {
+                uscc,
+                name,
+                legal_representative,
+                person_name,
+                profile,
+                authorisation,
+            } => {
                 let person = person_name.unwrap_or_else(|| legal_representative.clone());
                 let subject =
                     SubjectData::Enterprise { uscc: uscc.clone(), name: name.clone(), person_name: person.clone() };
-                ("enterprise", uscc, name, Some(legal_representative), person, profile, subject)
+                ("enterprise", uscc, name, Some(legal_representative), person, profile, subject, authorisation)
             }
             RegistrationRequest::Agency { agency_code, name, profile } => {
                 let subject = SubjectData::Agency { agency_code: agency_code.clone(), name: name.clone() };
-                ("agency", agency_code, name.clone(), None, name, profile, subject)
+                ("agency", agency_code, name.clone(), None, name, profile, subject, None)
             }
         };
         let profile = self.registrable_profile(&profile_id, &subject)?;
@@ -947,6 +962,24 @@ impl Ca {
                 .validate()
                 .map_err(subject_error)?;
         }
+        // Operators only with their legal representative's authorisation (R55, R56).
+        let authorisation = match (profile.id.as_str(), authorisation) {
+            ("enterprise-operator", Some(encoded)) => Some(
+                crate::authorisation::verify(&self.inner.store, &encoded, &identifier, &person_name, self.now())
+                    .await?,
+            ),
+            ("enterprise-operator", None) => {
+                return Err(Error::bad(
+                    "authorisation",
+                    "an enterprise-operator registration needs the legal representative's signed authorisation \
+                     (eport operator authorise)",
+                ));
+            }
+            (_, Some(_)) => {
+                return Err(Error::bad("authorisation", "only enterprise-operator registrations carry one"));
+            }
+            (_, None) => None,
+        };
         let now = self.now().unix_timestamp();
         let row = RegistrationRow {
             id: random_hex(8),
@@ -964,6 +997,16 @@ impl Ca {
         };
         let mut tx = self.inner.store.begin().await?;
         self.inner.store.insert_registration(&mut tx, &row).await?;
+        if let Some(verified) = authorisation {
+            let stored = store::OperatorAuthorisationRow { registration_id: row.id.clone(), ..verified.row };
+            if let Err(e) = self.inner.store.insert_operator_authorisation(&mut tx, &stored).await {
+                return Err(if store::is_unique_violation(&e) {
+                    Error::bad("authorisation", "this authorisation was already used")
+                } else {
+                    e.into()
+                });
+            }
+        }
         self.audit(caller, EventType::Registration, Some(&row.id), Ok(())).await?;
         tx.commit().await?;
         Ok(registration(&row, Vec::new()))
@@ -1572,7 +1615,8 @@ impl Ca {
     /// [`Error::NotFound`] for an unknown issuer; as [`Self::regenerate_crl`].
     pub async fn crl_der(&self, issuer_id: &str) -> Result<Vec<u8>, Error> {
         if let Some(id) = issuer_id.strip_suffix("-root") {
-            // The root's CRL, signed by the (offline) root key in the ceremony.
+            // The root's CRL, signed by the (offline) root key in the ceremony and re-signed by
+            // `eport-ca root-crl` (crate::root_crl); read per request, so a new one is served at once.
             self.issuer(id)?;
             let path = self.inner.data_dir.join("crl").join(format!("{id}-root.crl"));
             return std::fs::read(&path).map_err(|e| Error::io(path, e));
@@ -1773,23 +1817,29 @@ fn pem(cert: &Certificate) -> Result<String, Error> {
     signer_lib::certificate::to_pem(cert).map_err(|e| Error::internal("PEM", e))
 }
 
-/// The HTTPS listener's material: `<data>/certs/tls-server.pem` (leaf, issuing CA, root) and
-/// the `tls-server` key.
-fn tls_material(data_dir: &Path, keys: &KeyStore, issuers: &BTreeMap<String, Issuer>) -> Result<TlsMaterial, Error> {
-    let path: PathBuf = data_dir.join("certs").join("tls-server.pem");
+/// The HTTPS listener's material: `<data>/certs/<file>` (leaf, issuing CA, root) and key
+/// `key_name` — `tls-server.pem` and `tls-server` from the ceremony, or the latest
+/// `eport-ca rotate tls` generation ([`crate::rotation::current_tls`]).
+fn tls_material(
+    data_dir: &Path,
+    keys: &KeyStore,
+    issuers: &BTreeMap<String, Issuer>,
+    (file, key_name): &(String, String),
+) -> Result<TlsMaterial, Error> {
+    let path: PathBuf = data_dir.join("certs").join(file);
     let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     let chain = signer_lib::certificate::parse_chain(&text).map_err(|e| Error::internal("TLS server chain", e))?;
     let server_chain_der =
         chain.iter().map(Encode::to_der).collect::<Result<Vec<_>, _>>().map_err(|e| Error::internal("TLS chain", e))?;
-    let server_signer = keys.open("tls-server")?;
+    let server_signer = keys.open(key_name)?;
     if let Some(leaf) = chain.first() {
         signer_lib::key::check_matches_certificate(&*server_signer, leaf)
-            .map_err(|e| Error::Key { name: "tls-server".into(), reason: e.to_string() })?;
+            .map_err(|e| Error::Key { name: key_name.clone(), reason: e.to_string() })?;
     }
     let client_ca_der = issuers.get("p256").map(|i| vec![i.ca_der.clone(), i.root_der.clone()]).unwrap_or_default();
     Ok(TlsMaterial {
         server_chain_der,
-        server_key_pkcs8_der: keys.software_pkcs8("tls-server")?,
+        server_key_pkcs8_der: keys.software_pkcs8(key_name)?,
         server_signer,
         client_ca_der,
     })

@@ -19,9 +19,22 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::Error;
 
+mod codes;
+mod rotations;
+
+pub use rotations::{Purpose, RotationRow};
+
 /// The migrations of each dialect: (version, SQL), in order.
-const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_initial.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_initial.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_initial.sql")),
+    (2, include_str!("../migrations/sqlite/0002_operator_authorisations.sql")),
+    (3, include_str!("../migrations/sqlite/0003_key_rotations.sql")),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_initial.sql")),
+    (2, include_str!("../migrations/postgres/0002_operator_authorisations.sql")),
+    (3, include_str!("../migrations/postgres/0003_key_rotations.sql")),
+];
 
 /// The SQLite busy timeout: how long a writer waits for another to finish.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -164,6 +177,23 @@ pub struct CertificateRow {
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
+}
+
+/// The authorisation behind an operator registration (see `operator_authorisations`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorAuthorisationRow {
+    /// The operator's registration.
+    pub registration_id: String,
+    /// SHA-256 of the signed document, lowercase hex.
+    pub digest: String,
+    /// The legal representative's certificate serial (lowercase hex).
+    pub signer_serial: String,
+    /// The operator's identity-document hash, as authorised.
+    pub id_number_hash: String,
+    /// The CMS SignedData as received (PEM or DER), base64.
+    pub cms_base64: String,
+    /// Unix seconds.
+    pub created_at: i64,
 }
 
 /// A serial to reserve.
@@ -486,6 +516,43 @@ impl Store {
         .execute(&mut *conn)
         .await?;
         Ok(())
+    }
+
+    /// Stores the authorisation behind an operator registration.
+    ///
+    /// # Errors
+    /// [`Error::Store`]; a UNIQUE violation (see [`is_unique_violation`]) when the same
+    /// authorisation (by digest) was already used.
+    pub async fn insert_operator_authorisation(
+        &self,
+        conn: &mut AnyConnection,
+        row: &OperatorAuthorisationRow,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO operator_authorisations (registration_id, digest, signer_serial, id_number_hash, cms, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&row.registration_id)
+        .bind(&row.digest)
+        .bind(&row.signer_serial)
+        .bind(&row.id_number_hash)
+        .bind(&row.cms_base64)
+        .bind(row.created_at)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// The registration an authorisation (by digest) was used for, if any.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn authorisation_use(&self, digest: &str) -> Result<Option<String>, Error> {
+        let row = sqlx::query("SELECT registration_id FROM operator_authorisations WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
     /// A registration by id.

@@ -2,7 +2,7 @@
 //!
 //! - **Provider**: ring, named explicitly (never the process default), TLS 1.3 and 1.2.
 //! - **Server key**: any signer-lib [`Signer`] — a software key, a PKCS#11 token or a YubiHSM —
-//!   through [`SignerKey`], so the HTTPS key can live where the CA keys live.
+//!   through signer-lib's [`SignerKey`] (feature `tls`), so the HTTPS key can live where the CA keys live.
 //! - **Client certificates**: optional at the TLS level
 //!   ([`WebPkiClientVerifier`]`::builder(..).allow_unauthenticated()`), because `POST
 //!   /api/v1/enrol` is reached without one; every other endpoint is refused by the
@@ -14,15 +14,13 @@
 //!   server certificate is P-256. SM2 certificates are issued and used for signing documents,
 //!   not for TLS client authentication to this server.
 
-use std::fmt;
 use std::sync::Arc;
 
 use der::Decode;
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, SubjectPublicKeyInfoDer};
+use rustls::pki_types::CertificateDer;
 use rustls::server::WebPkiClientVerifier;
-use rustls::sign::{CertifiedKey, SingleCertAndKey};
-use rustls::{RootCertStore, ServerConfig, SignatureScheme};
+use rustls::sign::SingleCertAndKey;
+use rustls::{RootCertStore, ServerConfig};
 use signer_lib::algorithm::{ID_EC_PUBLIC_KEY, SECP256R1};
 use signer_lib::{SignatureAlgorithm, Signer};
 
@@ -58,90 +56,7 @@ pub enum TlsError {
     Rustls(String),
 }
 
-/// A signer-lib [`Signer`] as a rustls [`rustls::sign::SigningKey`].
-///
-/// TLS wants exactly what [`Signer::sign`] gives: the message unhashed in, and for ECDSA a DER
-/// `Ecdsa-Sig-Value` out (RFC 8446 §4.2.3), for Ed25519 the raw 64 bytes. A P-256 key offers
-/// `ecdsa_secp256r1_sha256`; an Ed25519 key offers `ed25519`.
-///
-/// Signing happens inside the handshake on the connection's task: a software key takes tens of
-/// microseconds, but a slow device (a YubiHSM does one operation at a time) stalls that task for
-/// the round-trip. Keep the TLS key on a fast backend when handshakes are frequent.
-pub struct SignerKey {
-    signer: Arc<dyn Signer>,
-}
-
-impl SignerKey {
-    /// Wraps `signer`.
-    ///
-    /// # Errors
-    /// [`TlsError::UnsupportedServerKey`] for SM2 (rustls cannot use it).
-    pub fn new(signer: Arc<dyn Signer>) -> Result<Self, TlsError> {
-        match signer.algorithm() {
-            SignatureAlgorithm::EcdsaP256Sha256 | SignatureAlgorithm::Ed25519 => Ok(Self { signer }),
-            algorithm => Err(TlsError::UnsupportedServerKey { algorithm }),
-        }
-    }
-
-    fn scheme(&self) -> Option<SignatureScheme> {
-        match self.signer.algorithm() {
-            SignatureAlgorithm::EcdsaP256Sha256 => Some(SignatureScheme::ECDSA_NISTP256_SHA256),
-            SignatureAlgorithm::Ed25519 => Some(SignatureScheme::ED25519),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Debug for SignerKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SignerKey").field("signer", &self.signer).finish()
-    }
-}
-
-impl rustls::sign::SigningKey for SignerKey {
-    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
-        let scheme = self.scheme()?;
-        offered.contains(&scheme).then(|| {
-            Box::new(SchemeSigner { signer: Arc::clone(&self.signer), scheme }) as Box<dyn rustls::sign::Signer>
-        })
-    }
-
-    fn public_key(&self) -> Option<SubjectPublicKeyInfoDer<'_>> {
-        Some(SubjectPublicKeyInfoDer::from(self.signer.public_key_der()))
-    }
-
-    fn algorithm(&self) -> rustls::SignatureAlgorithm {
-        match self.signer.algorithm() {
-            SignatureAlgorithm::EcdsaP256Sha256 => rustls::SignatureAlgorithm::ECDSA,
-            SignatureAlgorithm::Ed25519 => rustls::SignatureAlgorithm::ED25519,
-            // `new` admits no other algorithm.
-            _ => rustls::SignatureAlgorithm::Anonymous,
-        }
-    }
-}
-
-/// One handshake's signer, bound to the scheme [`SignerKey::choose_scheme`] picked.
-#[derive(Debug)]
-struct SchemeSigner {
-    signer: Arc<dyn Signer>,
-    scheme: SignatureScheme,
-}
-
-impl rustls::sign::Signer for SchemeSigner {
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
-        self.signer.sign(message).map_err(|e| rustls::Error::General(format!("server key: {e}")))
-    }
-
-    fn scheme(&self) -> SignatureScheme {
-        self.scheme
-    }
-}
-
-/// The ring provider, whatever the process default is.
-#[must_use]
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+pub use signer_lib::tls::{SignerKey, provider};
 
 /// Whether a certificate's key is an EC P-256 key.
 fn is_p256(cert_der: &[u8]) -> Result<bool, der::Error> {
@@ -196,10 +111,12 @@ pub fn server_config(
         .build()
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
 
-    let chain = chain_der.iter().map(|c| CertificateDer::from(c.clone())).collect();
-    let certified = CertifiedKey::new(chain, Arc::new(SignerKey::new(key)?));
-    // Refuse a key whose public half is not the certificate's (as `Credentials::new` does).
-    certified.keys_match().map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let algorithm = key.algorithm();
+    // Refuses an SM2 key, and a key whose public half is not the certificate's.
+    let certified = signer_lib::tls::certified_key(chain_der, key).map_err(|e| match e {
+        signer_lib::Error::UnsupportedAlgorithm { .. } => TlsError::UnsupportedServerKey { algorithm },
+        other => TlsError::Rustls(other.to_string()),
+    })?;
 
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -212,6 +129,7 @@ pub fn server_config(
 
 #[cfg(test)]
 mod tests {
+    use rustls::SignatureScheme;
     use rustls::sign::SigningKey as _;
     use signer_lib::key::software::SoftwareKey;
 
@@ -264,6 +182,13 @@ mod tests {
     #[test]
     fn refuses_an_sm2_server_key() {
         let sm2 = Arc::new(SoftwareKey::generate(SignatureAlgorithm::Sm2Sm3).unwrap());
-        assert!(matches!(SignerKey::new(sm2), Err(TlsError::UnsupportedServerKey { .. })));
+        assert!(SignerKey::new(sm2.clone()).is_err());
+        let cert = self_signed(&sm2, "CN=sm2 server,C=CN");
+        let p256 = SoftwareKey::generate(SignatureAlgorithm::EcdsaP256Sha256).unwrap();
+        let client_root = self_signed(&p256, "CN=p256 root,C=CN");
+        assert!(matches!(
+            server_config(std::slice::from_ref(&cert), sm2, std::slice::from_ref(&client_root)),
+            Err(TlsError::UnsupportedServerKey { .. })
+        ));
     }
 }

@@ -132,6 +132,7 @@ async fn refuses_bad_registrations() {
             legal_representative: "张三".into(),
             person_name: None,
             profile: profile.into(),
+            authorisation: None,
         };
         for (req, what) in [
             (enterprise(USCC, "no-such-profile"), "profile"),

@@ -46,6 +46,9 @@ async fn registers_approves_and_enrols_a_certificate_that_chains_to_the_root() {
     let listed: Value = listed.json().await.unwrap();
     assert_eq!(listed["certificates"][0]["status"], "good");
     assert_eq!(listed["certificates"][0]["uscc"], http_support::USCC);
+    // Reads are audited as reads (who looked at which certificates), not as logins.
+    let reads = server.audit_events(signer_lib::audit::EventType::DataRead).await;
+    assert!(reads.iter().any(|r| r.record.actor.to_string().contains("security-officer-1")), "{reads:?}");
     server.stop().await;
 }
 
@@ -73,9 +76,19 @@ async fn an_agency_needs_two_different_security_officers() {
     assert!(second["enrolment_code"].as_str().unwrap().len() > 20);
     assert!(second["expires_at"].as_str().unwrap().ends_with('Z'));
 
-    let (_key, csr_pem) = csr(SignatureAlgorithm::EcdsaP256Sha256);
+    let (key, csr_pem) = csr(SignatureAlgorithm::EcdsaP256Sha256);
     let response = server.enrol(second["enrolment_code"].as_str().unwrap(), &csr_pem).await;
     assert_eq!(response.status(), 201);
+
+    // The agency's certificate carries clientAuth, so the agency renews over mTLS with it.
+    let issued: Value = response.json().await.unwrap();
+    let agency = server.subscriber(&key, issued["certificate"].as_str().unwrap());
+    let (_new_key, new_csr) = csr(SignatureAlgorithm::EcdsaP256Sha256);
+    let response = agency.post(server.url("/api/v1/renew")).json(&json!({ "csr": new_csr })).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    let renewed: Value = response.json().await.unwrap();
+    assert_eq!(renewed["profile"], "agency");
+    assert_ne!(renewed["serial"], issued["serial"]);
     server.stop().await;
 }
 

@@ -14,8 +14,9 @@ fn enterprise() -> RegistrationRequest {
         uscc: USCC.into(),
         name: "某公司".into(),
         legal_representative: "张三".into(),
-        person_name: Some("李四".into()),
-        profile: "enterprise-operator".into(),
+        person_name: None,
+        profile: "enterprise-legal-rep".into(),
+        authorisation: None,
     }
 }
 

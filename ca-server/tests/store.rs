@@ -46,10 +46,12 @@ async fn migrates_once_and_reopens_at_the_same_version() {
     for backend in backends().await {
         let dir = tempfile::tempdir().unwrap();
         let store = connect(&backend, dir.path()).await;
-        assert_eq!(store.schema_version().await.unwrap(), 1, "{}", backend.name);
+        // Every migration applied (3: key_rotations is the latest).
+        let version = store.schema_version().await.unwrap();
+        assert!(version >= 3, "{}: {version}", backend.name);
         store.close().await;
         let store = connect(&backend, dir.path()).await;
-        assert_eq!(store.schema_version().await.unwrap(), 1, "{}", backend.name);
+        assert_eq!(store.schema_version().await.unwrap(), version, "{}", backend.name);
         assert!(store.issuers().await.unwrap().is_empty());
         store.close().await;
         backend.cleanup().await;

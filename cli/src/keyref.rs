@@ -101,6 +101,29 @@ pub fn open(args: &KeyArgs) -> Result<Box<dyn Signer>> {
     }
 }
 
+/// A key and the certificates (DER) stored next to it.
+pub type KeyWithCertificates = (Box<dyn Signer>, Vec<Vec<u8>>);
+
+/// Opens the key named by `args`, with the certificates stored next to it: for a `pkcs11:`
+/// key, the certificate objects with the key's CKA_ID (DER); none for a key file.
+///
+/// # Errors
+/// As [`open`], and when the token's certificates cannot be read.
+pub fn open_with_certificates(args: &KeyArgs) -> Result<KeyWithCertificates> {
+    match KeyRef::parse(&args.key)? {
+        KeyRef::File(_) => Ok((open(args)?, Vec::new())),
+        KeyRef::Pkcs11(uri) => {
+            if args.sm2_id.is_some() {
+                bail!("--sm2-id applies to software SM2 keys only");
+            }
+            let pin = pin(args)?;
+            let key = Pkcs11Key::open(module(args)?, &uri, pin.as_deref().map(String::as_str))?;
+            let certificates = key.certificates()?;
+            Ok((Box::new(key), certificates))
+        }
+    }
+}
+
 /// Generates a key where `reference` says and returns a description of where it went.
 ///
 /// # Errors

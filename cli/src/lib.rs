@@ -4,9 +4,15 @@
 //! - [`keyref`]: opening a key named by a file path or a `pkcs11:` URI.
 //! - [`run`]: carries a parsed command out.
 //! - `audit`: the audit officer's tools (`eport audit …`) and the `--log` records of sign/verify.
+//! - [`token`]: a subscriber's PKCS#11 token (`eport token …`): enrol, renew, PIN.
+//! - [`ca_client`]: HTTPS to eport-ca with a pinned root, and the checks on issued chains.
+//! - `operator`: the legal representative's authorisation of an operator.
 
 mod audit;
+pub mod ca_client;
 pub mod keyref;
+mod operator;
+pub mod token;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,9 +57,10 @@ enum Command {
     Sign {
         #[command(flatten)]
         key: KeyArgs,
-        /// The signer's certificate (PEM or DER); its public key must match the key.
+        /// The signer's certificate (PEM or DER); its public key must match the key. For a
+        /// pkcs11: key, default: the certificate on the token, with its CA certificates as chain.
         #[arg(long)]
-        cert: PathBuf,
+        cert: Option<PathBuf>,
         /// Intermediate certificates to include (PEM bundle).
         #[arg(long)]
         chain: Option<PathBuf>,
@@ -98,6 +105,29 @@ enum Command {
     /// The tamper-evident audit log: create, sign heads, verify, query, prove, export.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// A USB token (PKCS#11): list, show, enroll, renew, change-pin, delete-key.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Enrol an existing key (a key file, e.g. software SM2, or a pkcs11: key) with a one-time
+    /// code; writes the certificate and chain to files.
+    Enroll {
+        #[command(flatten)]
+        key: KeyArgs,
+        #[command(flatten)]
+        ca: token::CaArgs,
+        /// The one-time enrolment code.
+        #[arg(long)]
+        code: String,
+        /// Where to write the certificate (PEM).
+        #[arg(long)]
+        out: PathBuf,
+        /// Where to write the chain: issuing CA, then root (PEM).
+        #[arg(long)]
+        chain_out: Option<PathBuf>,
+    },
+    /// An enterprise's operators: the legal representative's authorisation.
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,13 +202,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             write_new(&out, signer_lib::certificate::to_pem(&cert)?.as_bytes())?;
         }
         Command::Sign { key, cert, chain, attached, input, out, pem, oids, log } => {
-            let signer = keyref::open(&key)?;
-            let certificate = signer_lib::certificate::parse(&read(&cert)?)
-                .with_context(|| format!("{}: not a certificate", cert.display()))?;
+            let (signer, token_certs) = keyref::open_with_certificates(&key)?;
+            let (certificate, token_chain) = match cert {
+                Some(cert) => (
+                    signer_lib::certificate::parse(&read(&cert)?)
+                        .with_context(|| format!("{}: not a certificate", cert.display()))?,
+                    Vec::new(),
+                ),
+                None if !token_certs.is_empty() => {
+                    token::leaf_and_chain(&token_certs, signer.public_key_der(), &format!("on {}", key.key))?
+                }
+                None => bail!("--cert is needed: the key {} carries no certificate", key.key),
+            };
             let chain = match chain {
                 Some(path) => signer_lib::certificate::parse_chain(&read(&path)?)
                     .with_context(|| format!("{}: not a PEM certificate bundle", path.display()))?,
-                None => Vec::new(),
+                None => token_chain,
             };
             let content = read(&input)?;
             let options = SignOptions {
@@ -210,8 +249,34 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             return verify(input.as_deref(), &sig, json, out.as_deref(), log.as_deref());
         }
         Command::Audit(command) => return audit::run(command),
+        Command::Token(command) => token::run(command)?,
+        Command::Operator(command) => operator::run(command)?,
+        Command::Enroll { key, ca, code, out, chain_out } => enroll_key(&key, &ca, &code, &out, chain_out.as_deref())?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `eport enroll`: a key that already exists (a file, or a token key) gets a certificate.
+fn enroll_key(key: &KeyArgs, ca: &token::CaArgs, code: &str, out: &Path, chain_out: Option<&Path>) -> Result<()> {
+    let client = ca_client::CaClient::new(&ca.ca, ca_client::pinned_roots(ca.ca_cert.as_deref())?, None)?;
+    let signer = keyref::open(key)?;
+    let csr = signer_lib::csr::build(signer.as_ref(), "CN=eport enrolment")?;
+    let issued = client.enrol(code, &signer_lib::csr::to_pem(&csr)?)?;
+    client.check(&issued, signer.public_key_der())?;
+    write_new(out, signer_lib::certificate::to_pem(&issued.certificate)?.as_bytes())?;
+    if let Some(path) = chain_out {
+        let mut pem = String::new();
+        for ca in &issued.chain {
+            pem.push_str(&signer_lib::certificate::to_pem(ca)?);
+        }
+        write_new(path, pem.as_bytes())?;
+    }
+    let tbs = &issued.certificate.tbs_certificate;
+    println!("enrolled: {}", tbs.subject);
+    println!("  serial   {}", hex::encode(tbs.serial_number.as_bytes()));
+    println!("  valid    {} to {}", tbs.validity.not_before, tbs.validity.not_after);
+    println!("  written  {}", out.display());
+    Ok(())
 }
 
 fn verify(input: Option<&Path>, sig: &Path, json: bool, out: Option<&Path>, log: Option<&str>) -> Result<ExitCode> {

@@ -9,9 +9,11 @@
 //!   throwaway key, and only then signs it with the issuing key; [`random_serial`].
 //! - [`extension`]: the extensions a profile calls for, with the profile's criticality.
 //! - [`mod@lint`]: the linter ([`lint()`], [`Finding`], [`LINTS`]).
+//! - [`authorisation`]: a legal representative's signed authorisation of an operator.
 //! - [`oid`]: the object identifiers used, with their sources.
 //! - [`Error`]: the one error type.
 
+pub mod authorisation;
 mod error;
 pub mod extension;
 pub mod issuer;

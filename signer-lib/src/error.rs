@@ -89,6 +89,25 @@ pub enum Error {
         /// The token label.
         label: String,
     },
+    /// The token has no room for another object (CKR_DEVICE_MEMORY, or CKR_DEVICE_ERROR from
+    /// creating an object on a token that is still present, as some smart cards report a full
+    /// file system).
+    #[error(
+        "token {token:?} is full: remove objects it no longer needs (old keys and certificates, \
+         see `eport token show`) and try again"
+    )]
+    TokenFull {
+        /// The token label.
+        token: String,
+    },
+    /// The token refused a new PIN (CKR_PIN_LEN_RANGE, CKR_PIN_INVALID); the old PIN is unchanged.
+    #[error("token {label:?} refused the new PIN: {reason}")]
+    NewPinRejected {
+        /// The token label.
+        label: String,
+        /// Why, with the token's PIN length limits where they apply.
+        reason: String,
+    },
     /// No key (or certificate) with the label or id exists on the token or HSM.
     #[error("no {what} {name} on {place}")]
     KeyNotFound {

@@ -8,6 +8,7 @@
 //! - [`csr`]: PKCS#10 certification requests signed by any [`Signer`].
 //! - [`certificate`]: X.509 certificates signed by any [`Signer`] (test and demo CAs), PEM/DER parsing.
 //! - [`envelope`]: CMS SignedData (RFC 5652, CAdES-BES attributes, GM/T 0010 for SM2).
+//! - `tls` (feature `tls`): any [`Signer`] as a rustls key, and a pinned-root client configuration.
 //! - [`audit`]: the tamper-evident audit trail — Merkle log (RFC 9162), signed checkpoints, SQLite/PostgreSQL stores.
 
 pub mod algorithm;
@@ -18,6 +19,8 @@ pub mod envelope;
 mod error;
 pub mod key;
 pub mod sm2;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod verify;
 
 pub use algorithm::SignatureAlgorithm;

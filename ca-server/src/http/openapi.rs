@@ -91,7 +91,9 @@ fn schemas() -> Value {
                 "profile": { "type": "string", "examples": ["enterprise-legal-rep", "enterprise-operator"] },
                 "uscc": { "type": "string", "description": "Unified social credit code (统一社会信用代码), 18 characters with a valid check character.", "minLength": 18, "maxLength": 18 },
                 "name": { "type": "string" },
-                "legal_representative": { "type": "string" }
+                "legal_representative": { "type": "string" },
+                "person_name": { "type": "string", "description": "The certificate holder (commonName); the operator for enterprise-operator. Default: the legal representative." },
+                "authorisation": { "type": "string", "description": "enterprise-operator only, and required there: the legal representative's authorisation of the operator (eport operator authorise), a CMS SignedData as PEM or base64 DER, signed with an active enterprise-legal-rep certificate of the same USCC and naming person_name." }
             }
         },
         "AgencyRegistration": {
@@ -235,6 +237,19 @@ fn paths() -> Value {
                     "200": json_response("Recorded; either more approvals are needed or the enrolment code is returned once.", "Approval"),
                     "404": problem_response("No such registration."),
                     "409": problem_response("The same officer approved already, or the registration is no longer pending.")
+                }), false, false)
+            }
+        },
+        "/api/v1/registrations/{id}/code": {
+            "post": {
+                "operationId": "reissueCode",
+                "summary": "Re-issue the enrolment code of an approved registration that has not enrolled (security officer). The old code stops working at once, whether it expired, ran out of attempts or was never used. Single control: a new one-time code, shown once. Dual control: the registration goes back to pending and two different officers approve again; the second approval gives the new code.",
+                "security": mtls,
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": common_errors(json!({
+                    "200": json_response("A new code (status approved), or back to pending under dual control.", "Approval"),
+                    "404": problem_response("No such registration."),
+                    "409": problem_response("The registration is pending or enrolled, or an enrolment has claimed its code.")
                 }), false, false)
             }
         },

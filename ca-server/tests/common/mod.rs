@@ -173,6 +173,7 @@ impl Fixture {
                     legal_representative: "张三".into(),
                     person_name: None,
                     profile: "enterprise-legal-rep".into(),
+                    authorisation: None,
                 },
             )
             .await

@@ -1,6 +1,7 @@
 //! PKCS#11 tokens and HSMs, through the `cryptoki` crate: keys named by RFC 7512 URIs
 //! ([`Pkcs11Uri`]), opened with [`Pkcs11Key::open`] or made on the token with
-//! [`Pkcs11Key::generate`].
+//! [`Pkcs11Key::generate`]. Managing a token (listing tokens and their objects, storing
+//! certificates, deleting keys, changing the PIN) is in [`token`].
 //!
 //! # Finding the key
 //! The module is loaded and `C_Initialize`d once per process and shared (see `module.rs`).
@@ -62,6 +63,7 @@
 //! was initialised are not seen by this process.
 
 mod module;
+pub mod token;
 mod uri;
 
 use std::fmt;
@@ -226,7 +228,8 @@ impl Pkcs11Key {
     /// tokens need vendor mechanisms, see the module documentation);
     /// [`Error::InvalidPkcs11Uri`] when the URI has no (or an empty) `object=`;
     /// [`Error::KeyExists`] when an object with that label (or the given id) is already on the
-    /// token; otherwise as [`Self::open`].
+    /// token; [`Error::TokenFull`] when the token has no room for the key pair; otherwise as
+    /// [`Self::open`].
     pub fn generate(
         module: &Path,
         uri: &Pkcs11Uri,
@@ -293,7 +296,7 @@ impl Pkcs11Key {
         ];
         let (_public, private) = session
             .generate_key_pair(&mechanism, &public_template, &private_template)
-            .map_err(|e| token_error(&token_label, "C_GenerateKeyPair", &e))?;
+            .map_err(|e| token::creation_error(&loaded, slot, &token_label, "C_GenerateKeyPair", &e))?;
         let details = read_key(&session, private, &token_label)?;
         Ok(Self::assemble(loaded, module, token_label, details, pin, Connection { slot, key: private }, session))
     }
@@ -339,6 +342,39 @@ impl Pkcs11Key {
     #[must_use]
     pub fn token_label(&self) -> &str {
         &self.token_label
+    }
+
+    /// The key's CKA_ID (empty if the key has none); its public key and certificates on the
+    /// token carry the same id.
+    #[must_use]
+    pub fn key_id(&self) -> &[u8] {
+        &self.key_id
+    }
+
+    /// The key's CKA_LABEL, if it has one.
+    #[must_use]
+    pub fn key_label(&self) -> Option<&str> {
+        self.key_label.as_deref()
+    }
+
+    /// The DER X.509 certificates stored on the token with the key's CKA_ID (none when the key
+    /// has an empty id), read through one of the key's pooled sessions: certificates are public
+    /// objects, and the login state is the application's anyway.
+    ///
+    /// # Errors
+    /// [`Error::TokenGone`] (dropping the pool, as [`Signer::sign`] does) when the token went
+    /// away; as [`Signer::sign`] when no session can be had; [`Error::Pkcs11`] for other
+    /// failures of the token.
+    pub fn certificates(&self) -> Result<Vec<Vec<u8>>, Error> {
+        let Some(id) = self.id_selector() else { return Ok(Vec::new()) };
+        let lease = self.checkout()?;
+        match token::read_certificates(&lease.session, id) {
+            Ok(certificates) => {
+                self.checkin(lease);
+                Ok(certificates)
+            }
+            Err((function, e)) => Err(self.failed(lease, function, &e)),
+        }
     }
 
     /// How many sessions the key holds open now (idle and in use); at most [`MAX_SESSIONS`],
@@ -454,7 +490,7 @@ impl Pkcs11Key {
         let (slot, _) = find_slot(&self.module, &selector)?;
         let session = open_session(&self.module, slot, &self.token_label, false)?;
         login(&self.module, slot, &session, &self.token_label, self.pin())?;
-        let handles = find_private_keys(&session, self.key_label.as_deref(), self.key_id())
+        let handles = find_private_keys(&session, self.key_label.as_deref(), self.id_selector())
             .map_err(|e| token_error(&self.token_label, "C_FindObjects", &e))?;
         for key in handles {
             if read_key(&session, key, &self.token_label).is_ok_and(|d| d.spki == self.spki) {
@@ -463,12 +499,13 @@ impl Pkcs11Key {
         }
         Err(Error::KeyNotFound {
             what: "private key (with the public key first opened)",
-            name: key_name(self.key_label.as_deref(), self.key_id()),
+            name: key_name(self.key_label.as_deref(), self.id_selector()),
             place: format!("token {:?}", self.token_label),
         })
     }
 
-    fn key_id(&self) -> Option<&[u8]> {
+    /// The key's CKA_ID as a search criterion: `None` when it is empty.
+    fn id_selector(&self) -> Option<&[u8]> {
         (!self.key_id.is_empty()).then_some(self.key_id.as_slice())
     }
 
@@ -488,7 +525,7 @@ impl Pkcs11Key {
         }
         // The handle went stale (a logout, a re-inserted token, the key re-created): find the
         // key again.
-        let handles = match find_private_keys(&lease.session, self.key_label.as_deref(), self.key_id()) {
+        let handles = match find_private_keys(&lease.session, self.key_label.as_deref(), self.id_selector()) {
             Ok(handles) => handles,
             Err(e) => return Err(self.failed(lease, "C_FindObjects", &e)),
         };
@@ -499,7 +536,7 @@ impl Pkcs11Key {
             self.checkin(lease);
             return Err(Error::KeyNotFound {
                 what: "private key",
-                name: key_name(self.key_label.as_deref(), self.key_id()),
+                name: key_name(self.key_label.as_deref(), self.id_selector()),
                 place: format!("token {:?}", self.token_label),
             });
         };
@@ -638,15 +675,7 @@ fn token_error(label: &str, function: &'static str, e: &CkError) -> Error {
 /// Finds the one initialised token matching the token attributes of `uri`; returns its slot
 /// and label. The `library-*` attributes are not checked: the module is chosen by path.
 fn find_slot(module: &Module, uri: &Pkcs11Uri) -> Result<(Slot, String), Error> {
-    let slots = match module.ctx.get_slots_with_token() {
-        Err(e) if rv(&e) == Some(RvError::CryptokiNotInitialized) => {
-            // Someone finalised the module; initialise it again and retry once.
-            module.reinitialize()?;
-            module.ctx.get_slots_with_token()
-        }
-        other => other,
-    }
-    .map_err(|e| pkcs11_error("C_GetSlotList", &e))?;
+    let slots = slots_with_token(module)?;
 
     let wanted = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
     let mut found = Vec::new();
@@ -698,6 +727,20 @@ fn find_slot(module: &Module, uri: &Pkcs11Uri) -> Result<(Slot, String), Error> 
             ),
         }),
     }
+}
+
+/// The slots that hold a token (`C_GetSlotList` with tokenPresent), initialising the module
+/// again if someone in the process finalised it.
+fn slots_with_token(module: &Module) -> Result<Vec<Slot>, Error> {
+    match module.ctx.get_slots_with_token() {
+        Err(e) if rv(&e) == Some(RvError::CryptokiNotInitialized) => {
+            // Someone finalised the module; initialise it again and retry once.
+            module.reinitialize()?;
+            module.ctx.get_slots_with_token()
+        }
+        other => other,
+    }
+    .map_err(|e| pkcs11_error("C_GetSlotList", &e))
 }
 
 fn open_session(module: &Module, slot: Slot, label: &str, read_write: bool) -> Result<Session, Error> {

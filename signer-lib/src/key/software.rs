@@ -1,5 +1,6 @@
 //! Software keys: generated here, or loaded from PKCS#8 (PEM or DER, encrypted with PBES2 or
-//! plain). Keys made by `openssl genpkey` load as they are. Secrets are zeroised on drop.
+//! plain). Keys made by `openssl genpkey` load as they are. Secrets are zeroised on drop, with
+//! one exception: see [`P256Secret`].
 
 use std::fmt;
 use std::path::Path;
@@ -7,6 +8,8 @@ use std::path::Path;
 use der::Decode;
 use pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use rand_core::{OsRng, RngCore};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
 use sm3::Digest as _;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -34,9 +37,48 @@ pub struct SoftwareKey {
 }
 
 enum Secret {
-    P256(p256::ecdsa::SigningKey),
+    P256(P256Secret),
     Sm2(Sm2Secret),
     Ed25519(ed25519_dalek::SigningKey),
+}
+
+/// A P-256 private key, held twice: as the `p256` crate's key (PKCS#8 export, the public key;
+/// zeroised on drop) and as `ring`'s key pair, which signs. ring's constant-time assembly
+/// signs in about a tenth of the time of the pure-Rust `p256` arithmetic (≈22 µs against
+/// 220–300 µs on the 2-core test machine; the latter made per-request OCSP signing the
+/// responder's main cost).
+///
+/// Zeroisation: the scalar bytes handed to ring are ours and are cleared; but ring keeps its
+/// own copy of the scalar (in Montgomery form) and a nonce key derived from it inside
+/// [`EcdsaKeyPair`], and ring 0.17 does not clear them on drop (it has no zeroize support).
+/// Those bytes stay in freed heap memory until it is reused.
+struct P256Secret {
+    key: p256::ecdsa::SigningKey,
+    ring: EcdsaKeyPair,
+}
+
+impl P256Secret {
+    fn new(key: p256::ecdsa::SigningKey) -> Result<Self, Error> {
+        let scalar = Zeroizing::new(key.to_bytes());
+        let point = key.verifying_key().to_encoded_point(false);
+        let ring = EcdsaKeyPair::from_private_key_and_public_key(
+            &ECDSA_P256_SHA256_ASN1_SIGNING,
+            scalar.as_slice(),
+            point.as_bytes(),
+            &SystemRandom::new(),
+        )
+        .map_err(|e| Error::InvalidPublicKey(format!("P-256 key refused by ring: {e}")))?;
+        Ok(Self { key, ring })
+    }
+
+    /// ECDSA with SHA-256 over `message`; the signature as a DER `Ecdsa-Sig-Value`.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
+        let signature = self
+            .ring
+            .sign(&SystemRandom::new(), message)
+            .map_err(|_| Error::SigningFailed("ECDSA P-256 (ring) failed".into()))?;
+        Ok(signature.as_ref().to_vec())
+    }
 }
 
 /// An SM2 private key. The `sm2` crate's `SigningKey` does not zeroise its scalar on drop
@@ -123,10 +165,13 @@ impl SoftwareKey {
     /// GM/T 0009 ([`crate::sm2::DEFAULT_DISTID`]); see [`Self::with_sm2_distid`].
     ///
     /// # Errors
-    /// Only if encoding the public key fails, which does not happen for valid keys.
+    /// Only if encoding the public key fails, or ring refuses a P-256 key; neither happens for
+    /// valid keys.
     pub fn generate(algorithm: SignatureAlgorithm) -> Result<Self, Error> {
         let secret = match algorithm {
-            SignatureAlgorithm::EcdsaP256Sha256 => Secret::P256(p256::ecdsa::SigningKey::random(&mut OsRng)),
+            SignatureAlgorithm::EcdsaP256Sha256 => {
+                Secret::P256(P256Secret::new(p256::ecdsa::SigningKey::random(&mut OsRng))?)
+            }
             SignatureAlgorithm::Sm2Sm3 => loop {
                 // d = n−1 is refused by Sm2Secret::new; draw again in that (2⁻²⁵⁶) case.
                 if let Ok(s) = Sm2Secret::new(::sm2::NonZeroScalar::random(&mut OsRng), sm2_util::DEFAULT_DISTID) {
@@ -140,7 +185,7 @@ impl SoftwareKey {
 
     fn from_secret(secret: Secret) -> Result<Self, Error> {
         let spki = match &secret {
-            Secret::P256(k) => k.verifying_key().to_public_key_der(),
+            Secret::P256(k) => k.key.verifying_key().to_public_key_der(),
             Secret::Sm2(k) => k.public.to_public_key_der(),
             Secret::Ed25519(k) => k.verifying_key().to_public_key_der(),
         }
@@ -222,7 +267,9 @@ impl SoftwareKey {
         let bad = |e: pkcs8::Error| Error::der("PKCS#8 private key", e);
         let secret = match info.algorithm.oid {
             ID_EC_PUBLIC_KEY => match info.algorithm.parameters_oid().map_err(|e| Error::der("EC parameters", e))? {
-                SECP256R1 => Secret::P256(p256::ecdsa::SigningKey::from_pkcs8_der(der_bytes).map_err(bad)?),
+                SECP256R1 => {
+                    Secret::P256(P256Secret::new(p256::ecdsa::SigningKey::from_pkcs8_der(der_bytes).map_err(bad)?)?)
+                }
                 SM2_CURVE => {
                     let sk = ::sm2::SecretKey::from_pkcs8_der(der_bytes).map_err(bad)?;
                     Secret::Sm2(Sm2Secret::new(sk.to_nonzero_scalar(), sm2_util::DEFAULT_DISTID)?)
@@ -241,7 +288,7 @@ impl SoftwareKey {
     /// Only if encoding fails.
     pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
         let doc = match &self.secret {
-            Secret::P256(k) => k.to_pkcs8_der(),
+            Secret::P256(k) => k.key.to_pkcs8_der(),
             Secret::Sm2(k) => ::sm2::SecretKey::from(k.d).to_pkcs8_der(),
             Secret::Ed25519(k) => k.to_pkcs8_der(),
         }
@@ -327,11 +374,7 @@ impl Signer for SoftwareKey {
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
         match &self.secret {
-            Secret::P256(k) => {
-                let sig: p256::ecdsa::Signature =
-                    signature::Signer::try_sign(k, message).map_err(|e| Error::SigningFailed(e.to_string()))?;
-                Ok(sig.to_der().as_bytes().to_vec())
-            }
+            Secret::P256(k) => k.sign(message),
             Secret::Sm2(k) => sm2_util::raw_to_der(&k.sign(message)?),
             Secret::Ed25519(k) => Ok(ed25519_dalek::Signer::sign(k, message).to_bytes().to_vec()),
         }
@@ -363,6 +406,29 @@ mod tests {
             let sig = key.sign(b"declaration").unwrap();
             verify_signature(key.public_key_der(), alg.oid(), b"declaration", &sig).unwrap();
             assert!(verify_signature(key.public_key_der(), alg.oid(), b"declaratioN", &sig).is_err());
+        }
+    }
+
+    #[test]
+    fn ring_p256_signatures_verify_with_the_p256_crate_and_signer_lib() {
+        use p256::pkcs8::DecodePublicKey as _;
+        let generated = SoftwareKey::generate(SignatureAlgorithm::EcdsaP256Sha256).unwrap();
+        // A key loaded from PKCS#8 goes through the same ring key pair construction.
+        let loaded = SoftwareKey::from_pkcs8_der(&generated.to_pkcs8_der().unwrap(), None).unwrap();
+        let verifying_key = p256::ecdsa::VerifyingKey::from_public_key_der(generated.public_key_der()).unwrap();
+        for key in [&generated, &loaded] {
+            let message = b"tbsResponseData";
+            let der_signature = key.sign(message).unwrap();
+            // DER Ecdsa-Sig-Value, canonical: the p256 crate parses and re-encodes it identically.
+            let parsed = p256::ecdsa::Signature::from_der(&der_signature).unwrap();
+            assert_eq!(parsed.to_der().as_bytes(), der_signature.as_slice());
+            signature::Verifier::verify(&verifying_key, message, &parsed).unwrap();
+            assert!(signature::Verifier::verify(&verifying_key, b"tbsResponseDatA", &parsed).is_err());
+            let oid = SignatureAlgorithm::EcdsaP256Sha256.oid();
+            verify_signature(key.public_key_der(), oid, message, &der_signature).unwrap();
+            assert!(verify_signature(key.public_key_der(), oid, b"tbsResponseDatA", &der_signature).is_err());
+            // Randomised nonces: two signatures of one message differ.
+            assert_ne!(key.sign(message).unwrap(), der_signature);
         }
     }
 
