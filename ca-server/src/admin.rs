@@ -2,7 +2,8 @@
 //! and `eport-ca officer add` ([`crate::officer`]).
 //!
 //! They are run by the system administrator on the CA host, with the data directory and the
-//! configured key backends at hand, like `init`. They do not open a [`Ca`]: that records a
+//! configured key backends at hand, like `init`, while `serve` is stopped (they take the data
+//! directory's lock, [`crate::lock`]). They do not open a [`Ca`]: that records a
 //! service start and marks serials another process is issuing `abandoned`, which is right for
 //! the one `serve` process and wrong beside it. Instead they open the key store, the CA
 //! database and the audit log (appending with the audit key, as `serve` does; a second writer
@@ -23,6 +24,7 @@ use x509_cert::Certificate;
 use crate::clock::{Clock, unix_millis, whole_seconds};
 use crate::config::Config;
 use crate::keys::KeyStore;
+use crate::lock::DataLock;
 use crate::service::validity;
 use crate::store::{IssuerRow, NewCertificate, Store};
 use crate::{Ca, Error};
@@ -40,6 +42,8 @@ pub(crate) struct Admin {
     audit: AuditLog,
     clock: Arc<dyn Clock>,
     profiles: Profiles,
+    /// Held until the command ends: no `serve` beside it (see [`crate::lock`]).
+    _lock: DataLock,
 }
 
 impl Admin {
@@ -48,6 +52,7 @@ impl Admin {
         if !Ca::is_initialised(data_dir) {
             return Err(Error::NotInitialised { data_dir: data_dir.to_owned() });
         }
+        let lock = DataLock::acquire(data_dir, "an administrator command")?;
         let keys = KeyStore::new(data_dir, config)?;
         let store =
             Store::connect(&config.database_url(data_dir), config.database.max_connections.get(), false).await?;
@@ -55,7 +60,16 @@ impl Admin {
             .await
             .map_err(|e| Error::AuditUnavailable(format!("cannot open the audit log: {e}")))?;
         let profiles = Profiles::embedded().map_err(|e| Error::internal("profiles", e))?;
-        Ok(Self { data_dir: data_dir.to_owned(), config: config.clone(), keys, store, audit, clock, profiles })
+        Ok(Self {
+            data_dir: data_dir.to_owned(),
+            config: config.clone(),
+            keys,
+            store,
+            audit,
+            clock,
+            profiles,
+            _lock: lock,
+        })
     }
 
     /// Signs an audit head over what was appended, and closes the log and the database.

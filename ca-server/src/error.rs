@@ -98,6 +98,18 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// Another process (`serve`, or an offline command) holds the data directory's lock.
+    #[error(
+        "{} is in use by another eport-ca process (its lock is held): stop `eport-ca serve` before `{what}`; \
+         what it changes takes effect at the next start",
+        .data_dir.display()
+    )]
+    DataDirInUse {
+        /// The data directory.
+        data_dir: PathBuf,
+        /// The command that wanted it.
+        what: String,
+    },
     /// A file or directory could not be read or written.
     #[error("{}: {source}", .path.display())]
     Io {

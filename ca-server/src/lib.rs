@@ -30,6 +30,7 @@ pub mod config;
 pub mod crl;
 pub mod error;
 pub mod keys;
+pub mod lock;
 pub mod officer;
 pub mod root_crl;
 pub mod rotation;

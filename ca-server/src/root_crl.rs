@@ -10,8 +10,9 @@
 //! CA. No issuing CA can be revoked through this CA yet, so the list is empty.
 //!
 //! The new CRL is written beside the current one and then renamed over it; the current one is
-//! first moved to `<data>/crl/superseded/<id>-root-<number>.crl` (never overwritten). A running
-//! `serve` answers with the new file at once (it reads the file per request).
+//! first moved to `<data>/crl/superseded/<id>-root-<number>.crl` (never overwritten). Like the
+//! other offline commands it runs while `serve` is stopped ([`crate::lock`]); `serve` reads the
+//! file per request, so the new CRL is served from its next start.
 //!
 //! Audited: `KeyUse` (the root key, outside routine issuance), then `CrlIssued` before the
 //! new CRL replaces the served one.

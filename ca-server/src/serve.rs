@@ -351,6 +351,8 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         let report = Ca::init(&args.data, &config).await?;
         println!("{report}");
     }
+    // Held while serving: no offline command (rotate, officer add, root-crl) runs beside us.
+    let _lock = crate::lock::DataLock::acquire(&args.data, "serve")?;
     let ca = Ca::open(&args.data, &config).await?;
     // Kept until the server stops: dropping it stops the responder's background tasks.
     let ocsp = EmbeddedOcsp::start(&ca, Settings::default()).await?;

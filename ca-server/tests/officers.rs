@@ -107,4 +107,16 @@ fn the_command_line_adds_an_officer_and_refuses_a_duplicate_in_one_line() {
     assert!(stderr.contains("exists"), "{stderr}");
     let bad_role = ca(&["officer", "add", "--role", "root", "--name", "zhao-liu"]);
     assert!(!bad_role.status.success());
+
+    // While a `serve` holds the data directory, offline commands are refused in one line.
+    let serving = ca_server::lock::DataLock::acquire(&data, "serve").unwrap();
+    for args in [&["officer", "add", "--role", "audit-officer", "--name", "wang-wu"][..], &["rotate", "tls"][..]] {
+        let refused = ca(args);
+        assert!(!refused.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("stop `eport-ca serve`"), "{stderr}");
+    }
+    drop(serving);
+    assert!(ca(&["officer", "add", "--role", "audit-officer", "--name", "wang-wu"]).status.success());
 }
