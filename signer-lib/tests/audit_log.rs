@@ -549,6 +549,89 @@ async fn works_with_sm2_and_p256_keys_and_sm3_hashing(db: Db) {
     log2.verify(|_, _| {}).await.unwrap();
 }
 
+/// Turns a new log back into store format 1 (the record columns without lookup keys, indexes on
+/// the values themselves), as logs made before format 2 are.
+async fn downgrade_to_format_1(db: &Db) {
+    let (drop_guard, old_indexes) = match db.backend {
+        Backend::Sqlite => (
+            "DROP TRIGGER audit_metadata_no_update;",
+            "CREATE INDEX audit_records_actor ON audit_records (actor); \
+             CREATE INDEX audit_records_object ON audit_records (object); \
+             CREATE INDEX audit_records_leaf ON audit_records (leaf_hash);",
+        ),
+        Backend::Postgres => (
+            "DROP TRIGGER audit_metadata_no_change ON audit_metadata;",
+            "CREATE INDEX audit_records_actor ON audit_records (actor, idx); \
+             CREATE INDEX audit_records_object ON audit_records (object, idx); \
+             CREATE INDEX audit_records_leaf ON audit_records (leaf_hash);",
+        ),
+    };
+    db.exec(&format!(
+        "DROP INDEX audit_records_actor; DROP INDEX audit_records_object; DROP INDEX audit_records_leaf; \
+         ALTER TABLE audit_records DROP COLUMN leaf_key; ALTER TABLE audit_records DROP COLUMN actor_key; \
+         ALTER TABLE audit_records DROP COLUMN object_key; {old_indexes} {drop_guard} \
+         UPDATE audit_metadata SET format = 1 WHERE id = 1;"
+    ))
+    .await;
+}
+
+async fn upgrades_a_format_1_log_on_open(db: Db) {
+    let (log, key) = filled(&db, 30).await;
+    let head = log.sign_head().await.unwrap();
+    let leaf = log.record(17).await.unwrap().unwrap().leaf_hash;
+    log.close().await;
+    downgrade_to_format_1(&db).await;
+
+    let log = AuditLog::open_writer(&db.url, key).await.unwrap();
+    assert_eq!(log.verify(|_, _| {}).await.unwrap().root, *head.root());
+    assert_eq!(log.inclusion_proof_by_leaf_hash(&leaf, 30).await.unwrap().leaf_index, 17);
+    let by_actor =
+        log.query(&QueryFilter { actor: Some(Actor::account("user1")), ..QueryFilter::default() }).await.unwrap();
+    assert_eq!(by_actor.iter().map(|r| r.index).collect::<Vec<_>>(), (1..30).step_by(3).collect::<Vec<_>>());
+    let by_object =
+        log.query(&QueryFilter { object: Some("serial:000a".into()), ..QueryFilter::default() }).await.unwrap();
+    assert_eq!(by_object.iter().map(|r| r.index).collect::<Vec<_>>(), vec![10]);
+    assert_eq!(log.append(&rec(30)).await.unwrap(), 30);
+    log.sign_head().await.unwrap();
+    assert_eq!(log.verify(|_, _| {}).await.unwrap().size, 31);
+    // The guards lifted for the upgrade are back, and a second open changes nothing.
+    assert!(db.try_exec("UPDATE audit_records SET actor = 'account:x' WHERE idx = 1").await.is_err());
+    assert!(db.try_exec("UPDATE audit_metadata SET format = 1").await.is_err());
+    log.close().await;
+    assert_eq!(AuditLog::open(&db.url).await.unwrap().size().await.unwrap(), 31);
+}
+
+async fn detects_an_edited_lookup_key(db: Db) {
+    let (log, _) = filled(&db, 20).await;
+    log.sign_head().await.unwrap();
+    db.drop_guards().await;
+    // Hides record 6 from queries by object, without touching the record itself.
+    db.exec("UPDATE audit_records SET object_key = object_key + 1 WHERE idx = 6").await;
+    let (index, what) = tampered_at(&db).await;
+    assert_eq!(index, 6, "{what}");
+    assert!(what.contains("object_key"), "{what}");
+}
+
+async fn detects_a_missing_or_edited_leaf_node(db: Db) {
+    let (log, _) = filled(&db, 20).await;
+    log.sign_head().await.unwrap();
+    db.drop_guards().await;
+    db.exec("DELETE FROM audit_nodes WHERE level = 0 AND idx = 9").await;
+    let (index, what) = tampered_at(&db).await;
+    assert_eq!(index, 9, "{what}");
+    assert!(what.contains("(level 0, index 9) is missing"), "{what}");
+
+    let db2 = fresh(db.backend).await.unwrap();
+    let (log2, _) = filled(&db2, 20).await;
+    log2.sign_head().await.unwrap();
+    db2.drop_guards().await;
+    db2.exec("UPDATE audit_nodes SET hash = (SELECT hash FROM audit_nodes WHERE level = 0 AND idx = 3) WHERE level = 0 AND idx = 12")
+        .await;
+    let (index, what) = tampered_at(&db2).await;
+    assert_eq!(index, 12, "{what}");
+    assert!(what.contains("(level 0, index 12) differs"), "{what}");
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod audit_sqlite {
@@ -591,4 +674,7 @@ on_both_stores!(
     rejects_a_head_the_log_does_not_extend,
     purges_after_archiving_and_keeps_proofs_working,
     works_with_sm2_and_p256_keys_and_sm3_hashing,
+    upgrades_a_format_1_log_on_open,
+    detects_an_edited_lookup_key,
+    detects_a_missing_or_edited_leaf_node,
 );

@@ -30,8 +30,9 @@
 //! (16 writers on a disk with 5.6 ms fsync: about 2,800 appends/s, whatever the code does).
 //! `synchronous=normal` (see [`super::store::SqliteStore`]) removes the fsync from the commit and
 //! keeps acknowledged records across a process crash, not across a power loss. Each query index
-//! on a random key (leaf hash, object, actor) adds about one page write per record, and once
-//! those indexes outgrow the page cache, one page read as well. Figures:
+//! on a random key (leaf hash, object) adds about one page write per record, and once those
+//! indexes outgrow the page cache, one page read as well; they index 64-bit keys rather than the
+//! values (see [`super::store`]) so that they stay small enough to be cached. Figures:
 //! `examples/audit_throughput.rs` (appends) and `examples/audit_scale.rs` (1 and 10 million
 //! records: appends, proofs, verification, memory).
 
@@ -50,7 +51,9 @@ use super::merkle::{
 };
 use super::proof::{ConsistencyProof, InclusionProof};
 use super::record::{Actor, AuditRecord, EventType};
-use super::store::{AuditStore, LogMetadata, PurgeMark, QueryFilter, Store, StoredHead, StoredRecord};
+use super::store::{
+    AuditStore, LeafRow, LogMetadata, PurgeMark, QueryFilter, Store, StoredHead, StoredRecord, leaf_key, text_key,
+};
 use crate::{Error, Signer};
 
 /// The most records committed in one transaction.
@@ -59,8 +62,10 @@ pub const MAX_BATCH: usize = 4096;
 const QUEUE_DEPTH: usize = 16 * 1024;
 /// Records read per round trip by purges, and heads by [`AuditLog::verify`].
 const READ_BATCH: u32 = 2048;
-/// Records read per batch by [`AuditLog::verify`] (a few MB in memory, two batches at a time).
-const VERIFY_BATCH: u32 = 8192;
+/// Records checked per query by [`AuditLog::verify`]. The records stream through; what is held
+/// is the tree nodes above the leaves of a chunk (about one per record, 40 bytes each) for the
+/// chunk being checked and the next, and the signed heads inside the chunk.
+const VERIFY_CHUNK: u64 = 65_536;
 /// The shortest retention a purge accepts, in days (GB/T 22239 8.1.5.4 d, Cybersecurity Law
 /// Art. 21: network logs are kept for at least six months).
 pub const MIN_RETENTION_DAYS: u32 = 180;
@@ -216,6 +221,7 @@ impl AuditLog<Store> {
     /// As [`Self::open`].
     pub async fn open_appender(url: &str) -> Result<Self, Error> {
         let store = Store::connect(url, false).await?;
+        store.upgrade().await?;
         let meta = store.metadata().await?;
         let frontier = load_frontier(&store).await?;
         check_state(&store, &meta, &frontier).await?;
@@ -253,6 +259,7 @@ impl<S: AuditStore> AuditLog<S> {
     /// # Errors
     /// As [`AuditLog::open`].
     pub async fn open_in(store: S) -> Result<Self, Error> {
+        store.upgrade().await?;
         let meta = store.metadata().await?;
         let frontier = load_frontier(&store).await?;
         check_state(&store, &meta, &frontier).await?;
@@ -264,6 +271,7 @@ impl<S: AuditStore> AuditLog<S> {
     /// # Errors
     /// As [`AuditLog::open_unverified`].
     pub async fn open_unverified_in(store: S) -> Result<Self, Error> {
+        store.upgrade().await?;
         let meta = store.metadata().await?;
         Ok(Self::reader(Arc::new(store), meta))
     }
@@ -273,6 +281,7 @@ impl<S: AuditStore> AuditLog<S> {
     /// # Errors
     /// As [`AuditLog::open_writer`].
     pub async fn open_writer_in(store: S, signer: Arc<dyn Signer>) -> Result<Self, Error> {
+        store.upgrade().await?;
         let meta = store.metadata().await?;
         if signer.public_key_der() != meta.public_key.as_slice() {
             return Err(Error::Audit("the signer's key is not the key this log's heads are signed with".into()));
@@ -419,8 +428,7 @@ impl<S: AuditStore> AuditLog<S> {
     /// [`Error::Audit`] when the log is smaller; [`Error::Store`]; [`Error::Tampered`] when a
     /// subtree hash is missing.
     pub async fn root_at(&self, size: u64) -> Result<Hash, Error> {
-        self.check_size(size).await?;
-        let nodes = self.fetch_nodes(&decompose(0, size)).await?;
+        let nodes = self.fetch_nodes_within(&decompose(0, size), size).await?;
         range_hash(self.inner.meta.hash, 0, size, &nodes)
     }
 
@@ -436,6 +444,25 @@ impl<S: AuditStore> AuditLog<S> {
         Ok(self.inner.store.nodes(ids).await?.into_iter().collect())
     }
 
+    /// The stored hashes of `ids`, for a tree of `size` leaves, in one round trip: the lookup
+    /// also asks for the leaf `size - 1`, whose presence shows that the log has `size` leaves
+    /// (leaves are only ever stored left to right). Only when it is absent does a second query
+    /// tell a log that is too small (an [`Error::Audit`]) from a missing node.
+    async fn fetch_nodes_within(&self, ids: &[NodeId], size: u64) -> Result<HashMap<NodeId, Hash>, Error> {
+        let Some(last) = size.checked_sub(1).map(|index| NodeId { level: 0, index }) else {
+            return self.fetch_nodes(ids).await;
+        };
+        let mut wanted = ids.to_vec();
+        if !wanted.contains(&last) {
+            wanted.push(last);
+        }
+        let nodes = self.fetch_nodes(&wanted).await?;
+        if !nodes.contains_key(&last) {
+            self.check_size(size).await?;
+        }
+        Ok(nodes)
+    }
+
     /// The inclusion proof of record `index` in the tree of the first `tree_size` records.
     ///
     /// # Errors
@@ -445,9 +472,8 @@ impl<S: AuditStore> AuditLog<S> {
         if index >= tree_size {
             return Err(Error::Audit(format!("record {index} is not in a tree of {tree_size} records")));
         }
-        self.check_size(tree_size).await?;
         let ranges = inclusion_ranges(index, tree_size);
-        let nodes = self.fetch_nodes(&nodes_for(&ranges)).await?;
+        let nodes = self.fetch_nodes_within(&nodes_for(&ranges), tree_size).await?;
         let path =
             ranges.iter().map(|&(s, e)| range_hash(self.inner.meta.hash, s, e, &nodes)).collect::<Result<_, _>>()?;
         Ok(InclusionProof { leaf_index: index, tree_size, path })
@@ -481,9 +507,8 @@ impl<S: AuditStore> AuditLog<S> {
         if old_size > new_size {
             return Err(Error::Audit(format!("tree size {old_size} is larger than {new_size}")));
         }
-        self.check_size(new_size).await?;
         let ranges = consistency_ranges(old_size, new_size);
-        let nodes = self.fetch_nodes(&nodes_for(&ranges)).await?;
+        let nodes = self.fetch_nodes_within(&nodes_for(&ranges), new_size).await?;
         let path =
             ranges.iter().map(|&(s, e)| range_hash(self.inner.meta.hash, s, e, &nodes)).collect::<Result<_, _>>()?;
         Ok(ConsistencyProof { old_size, new_size, path })
@@ -590,56 +615,48 @@ impl<S: AuditStore> AuditLog<S> {
             heads_checked += 1;
         }
 
-        // Batches are read one ahead, in a task of their own, so that the database produces the
-        // next batch while this task checks the current one.
+        // Chunk by chunk: the records stream through `check_leaf`, one row per record (its level-0
+        // node joined to it), while the nodes above the leaves of the next chunk are read on
+        // another connection.
         let mut next = start;
-        let mut pending = (next < total).then(|| Prefetch::start(&self.inner.store, next, total));
-        while let Some(batch) = pending.take() {
-            let VerifyBatch { rows, nodes: stored_nodes } = batch.finish().await?;
-            let (Some(first), Some(last)) = (rows.first(), rows.last()) else { break };
-            if first.index != next {
-                return Err(missing(next, total));
-            }
-            let end = last.index.min(total - 1) + 1;
-            if end < total {
-                pending = Some(Prefetch::start(&self.inner.store, end, total));
-            }
-            for row in rows.into_iter().take_while(|r| r.index < end) {
+        let mut upper = UpperNodes::load(store, next, (next + VERIFY_CHUNK).min(total)).await?;
+        while next < total {
+            let (from, end) = (next, (next + VERIFY_CHUNK).min(total));
+            heads.load_through(store, end).await?;
+            let following = async {
+                if end < total {
+                    UpperNodes::load(store, end, (end + VERIFY_CHUNK).min(total)).await
+                } else {
+                    Ok(UpperNodes::default())
+                }
+            };
+            let check = |row: &LeafRow<'_>| {
                 if row.index != next {
                     return Err(missing(next, total));
                 }
-                check_record(alg, &row)?;
-                let mut bad: Option<Error> = None;
-                tree.push(alg, row.leaf_hash, |id, h| {
-                    if bad.is_none() {
-                        bad = match stored_nodes.get(&id) {
-                            Some(s) if s == h => None,
-                            Some(_) => Some(Error::Tampered {
-                                index: next,
-                                what: format!(
-                                    "the stored tree node (level {}, index {}) differs from the records",
-                                    id.level, id.index
-                                ),
-                            }),
-                            None => Some(Error::Tampered {
-                                index: next,
-                                what: format!(
-                                    "the stored tree node (level {}, index {}) is missing",
-                                    id.level, id.index
-                                ),
-                            }),
-                        };
+                let leaf = check_leaf(alg, row)?;
+                let mut bad = None;
+                tree.push(alg, leaf, |id, h| {
+                    if id.level > 0 && bad.is_none() {
+                        bad = upper.check(id, h, next).err();
                     }
                 });
                 if let Some(e) = bad {
                     return Err(e);
                 }
                 next += 1;
-                while let Some(head) = heads.next_up_to(store, next).await? {
+                while let Some(head) = heads.pop_up_to(next) {
                     check_head(meta, &head, &tree.root(alg))?;
                     heads_checked += 1;
                 }
+                Ok(())
+            };
+            let (scanned, loaded) = tokio::join!(store.scan_leaves(from, end, check), following);
+            scanned?;
+            if next < end {
+                return Err(missing(next, total));
             }
+            upper = loaded?;
             progress(next - start, total - start);
         }
         if next < total {
@@ -802,12 +819,15 @@ fn logged(alg: HashAlgorithm, stored: StoredRecord) -> Result<LoggedRecord, Erro
     Ok(LoggedRecord { index: stored.index, leaf_hash: stored.leaf_hash, record })
 }
 
-/// The checks of one record row in a full verification.
-fn check_record(alg: HashAlgorithm, row: &StoredRecord) -> Result<(), Error> {
+/// The checks of one record row in a full verification: the record decodes, hashes to its
+/// stored leaf hash, which is the level-0 tree node, and its query columns and lookup keys are
+/// those of the record. Returns the leaf hash.
+fn check_leaf(alg: HashAlgorithm, row: &LeafRow<'_>) -> Result<Hash, Error> {
     let index = row.index;
-    let record = AuditRecord::from_der(&row.der)
+    let record = AuditRecord::from_der(row.der)
         .map_err(|e| Error::Tampered { index, what: format!("the record does not decode: {e}") })?;
-    if alg.leaf(&row.der) != row.leaf_hash {
+    let leaf = alg.leaf(row.der);
+    if row.leaf_hash != leaf {
         return Err(Error::Tampered { index, what: "the stored leaf hash is not the hash of the record".into() });
     }
     let column = |name: &str, stored: &dyn std::fmt::Debug, actual: &dyn std::fmt::Debug| Error::Tampered {
@@ -824,10 +844,29 @@ fn check_record(alg: HashAlgorithm, row: &StoredRecord) -> Result<(), Error> {
     if row.event != record.event.name() {
         return Err(column("event", &row.event, &record.event.name()));
     }
-    if row.object != record.object {
+    if row.object != record.object.as_deref() {
         return Err(column("object", &row.object, &record.object));
     }
-    Ok(())
+    if row.leaf_key != leaf_key(&leaf) {
+        return Err(column("leaf_key", &row.leaf_key, &leaf_key(&leaf)));
+    }
+    if row.actor_key != text_key(&actor) {
+        return Err(column("actor_key", &row.actor_key, &text_key(&actor)));
+    }
+    let object_key = record.object.as_deref().map(text_key);
+    if row.object_key != object_key {
+        return Err(column("object_key", &row.object_key, &object_key));
+    }
+    match row.node_matches {
+        Some(true) => Ok(leaf),
+        Some(false) => Err(Error::Tampered {
+            index,
+            what: format!("the stored tree node (level 0, index {index}) differs from the records"),
+        }),
+        None => {
+            Err(Error::Tampered { index, what: format!("the stored tree node (level 0, index {index}) is missing") })
+        }
+    }
 }
 
 /// Verifies a stored head's signature and that its row agrees with its checkpoint.
@@ -856,56 +895,47 @@ fn check_head(meta: &LogMetadata, head: &StoredHead, root: &Hash) -> Result<(), 
     Ok(())
 }
 
-/// One batch of a full verification: record rows from some index on, and the stored tree nodes
-/// that those records complete.
-struct VerifyBatch {
-    rows: Vec<StoredRecord>,
-    nodes: HashMap<NodeId, Hash>,
+/// The stored tree nodes above the leaves that one verification chunk `[first, end)` completes,
+/// by level: node `(l, j)` is completed by leaf `(j + 1) · 2^l − 1`, so they are the nodes with
+/// `j` in `[first >> l, end >> l)`, and the leaves complete them in index order.
+#[derive(Default)]
+struct UpperNodes {
+    /// `levels[l - 1]`: the stored nodes of level `l` not yet checked, in index order.
+    levels: Vec<VecDeque<(u64, Hash)>>,
 }
 
-/// A [`VerifyBatch`] being read in a task of its own; dropping it stops the read.
-struct Prefetch(JoinHandle<Result<VerifyBatch, Error>>);
-
-impl Prefetch {
-    fn start<S: AuditStore>(store: &Arc<S>, from: u64, total: u64) -> Self {
-        let store = Arc::clone(store);
-        Self(tokio::spawn(async move {
-            // The records and the nodes are read at the same time, on two connections. The
-            // nodes are those of a full batch: if records are missing, the verification stops
-            // at the first gap, before it looks up nodes past it.
-            let end = from.saturating_add(u64::from(VERIFY_BATCH)).min(total);
-            let (rows, nodes) = tokio::join!(store.records(from, VERIFY_BATCH), completed_nodes(&*store, from, end));
-            Ok(VerifyBatch { rows: rows?, nodes: nodes? })
-        }))
-    }
-
-    async fn finish(mut self) -> Result<VerifyBatch, Error> {
-        (&mut self.0).await.map_err(|e| Error::Audit(format!("a verification read failed: {e}")))?
-    }
-}
-
-impl Drop for Prefetch {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// The stored perfect subtrees that leaves `[first, end)` complete: node `(l, j)` is completed by
-/// leaf `(j + 1) · 2^l − 1`.
-async fn completed_nodes(store: &impl AuditStore, first: u64, end: u64) -> Result<HashMap<NodeId, Hash>, Error> {
-    let mut out = HashMap::new();
-    for level in 0..64u8 {
-        if (1u64 << level) > end {
-            break;
-        }
-        let (lo, hi) = (first >> level, end >> level);
-        if hi > lo {
-            for (index, hash) in store.level_range(level, lo, hi - 1).await? {
-                out.insert(NodeId { level, index }, hash);
+impl UpperNodes {
+    async fn load(store: &impl AuditStore, first: u64, end: u64) -> Result<Self, Error> {
+        let mut levels = Vec::new();
+        for level in 1..64u8 {
+            if (1u64 << level) > end {
+                break;
             }
+            let (lo, hi) = (first >> level, end >> level);
+            let nodes = if hi > lo { store.level_range(level, lo, hi - 1).await? } else { Vec::new() };
+            levels.push(nodes.into());
         }
+        Ok(Self { levels })
     }
-    Ok(out)
+
+    /// Checks the node `id` that leaf `index` completed against the stored one.
+    fn check(&mut self, id: NodeId, hash: &Hash, index: u64) -> Result<(), Error> {
+        let stored = usize::from(id.level).checked_sub(1).and_then(|l| self.levels.get_mut(l)).and_then(|level| {
+            while level.front().is_some_and(|(j, _)| *j < id.index) {
+                level.pop_front();
+            }
+            level.front().filter(|(j, _)| *j == id.index).map(|(_, h)| *h)
+        });
+        let what = match stored {
+            Some(s) if s == *hash => return Ok(()),
+            Some(_) => "differs from the records",
+            None => "is missing",
+        };
+        Err(Error::Tampered {
+            index,
+            what: format!("the stored tree node (level {}, index {}) {what}", id.level, id.index),
+        })
+    }
 }
 
 /// Reads the signed heads in size order, a page at a time.
@@ -919,7 +949,13 @@ struct HeadCursor {
 impl HeadCursor {
     /// The next head if its size is at most `size`.
     async fn next_up_to(&mut self, store: &impl AuditStore, size: u64) -> Result<Option<StoredHead>, Error> {
-        if self.buffer.is_empty() && !self.done {
+        self.load_through(store, size).await?;
+        Ok(self.pop_up_to(size))
+    }
+
+    /// Reads pages until every head of size at most `size` is buffered.
+    async fn load_through(&mut self, store: &impl AuditStore, size: u64) -> Result<(), Error> {
+        while !self.done && self.buffer.back().is_none_or(|h| h.size <= size) {
             let page = store.heads(self.from, READ_BATCH).await?;
             self.done = u32::try_from(page.len()).map_or(true, |n| n < READ_BATCH);
             if let Some(last) = page.last() {
@@ -927,7 +963,12 @@ impl HeadCursor {
             }
             self.buffer.extend(page);
         }
-        if self.buffer.front().is_some_and(|h| h.size <= size) { Ok(self.buffer.pop_front()) } else { Ok(None) }
+        Ok(())
+    }
+
+    /// The next buffered head if its size is at most `size`.
+    fn pop_up_to(&mut self, size: u64) -> Option<StoredHead> {
+        if self.buffer.front().is_some_and(|h| h.size <= size) { self.buffer.pop_front() } else { None }
     }
 }
 

@@ -6,7 +6,7 @@
 //! | table | rows |
 //! |---|---|
 //! | `audit_metadata` | one: hash algorithm, origin, head signer's public key, creation time |
-//! | `audit_records` | one per leaf: index, time, actor, event, object, record DER, leaf hash |
+//! | `audit_records` | one per leaf: index, time, actor, event, object, record DER, leaf hash, and three 64-bit lookup keys |
 //! | `audit_nodes` | one per perfect subtree `(level, idx)`, leaves included: its hash |
 //! | `audit_heads` | one per signed tree head: size, root, checkpoint text, time |
 //! | `audit_purges` | one per retention purge: the leaf range deleted and the head archived with it |
@@ -14,6 +14,19 @@
 //! Triggers refuse UPDATE and DELETE on all of them (DELETE on records only below a purge mark),
 //! as a guard against accidents; tampering by someone who drops the triggers is what the Merkle
 //! tree and the signed heads detect.
+//!
+//! # Lookup keys (store format 2)
+//!
+//! The indexes that serve lookups by leaf hash, actor and object are on random keys, so every
+//! append writes one index page per record and per index. To keep those pages few and cached,
+//! the indexes hold a 64-bit integer instead of the value: [`leaf_key`] (the first eight bytes
+//! of the leaf hash) and [`text_key`] (the first eight bytes of SHA-256 of the actor or object
+//! text). A lookup finds the rows by key and compares the full value on them, so a key collision
+//! costs one more row read, never a wrong answer. The keys are copies like the other query
+//! columns: a full verification checks them against the record.
+//!
+//! Format 1 (the same tables without the keys, indexes on the values themselves) is upgraded
+//! in place by [`AuditStore::upgrade`], in one transaction, when a log is opened.
 
 mod postgres;
 mod sql;
@@ -25,12 +38,33 @@ use std::future::Future;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+use sha2::Digest as _;
+
 use super::merkle::{Hash, HashAlgorithm, NodeId};
 use super::record::{Actor, EventType};
 use crate::Error;
 
-/// The store format this code creates and reads.
-pub const STORE_FORMAT: i64 = 1;
+/// The store format this code creates and reads; older formats are upgraded on open.
+pub const STORE_FORMAT: i64 = 2;
+
+/// The lookup key of a leaf hash: its first eight bytes as a big-endian signed integer.
+#[must_use]
+pub fn leaf_key(leaf_hash: &Hash) -> i64 {
+    let mut first = [0; 8];
+    first.copy_from_slice(&leaf_hash[..8]);
+    i64::from_be_bytes(first)
+}
+
+/// The lookup key of an actor key or object: the first eight bytes of SHA-256 of the UTF-8
+/// text, as a big-endian signed integer. SHA-256 whatever the log's hash: this is an index key,
+/// and a key that outsiders cannot steer into collisions keeps lookups one row long.
+#[must_use]
+pub fn text_key(text: &str) -> i64 {
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let mut first = [0; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
 
 /// What a log is, fixed at creation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +96,34 @@ pub struct StoredRecord {
     pub der: Vec<u8>,
     /// HASH(0x00 || der) as stored.
     pub leaf_hash: Hash,
+}
+
+/// A record row as a full verification reads it, borrowed from the driver's row: the record's
+/// columns and keys, and whether the level-0 tree node holds the same leaf hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeafRow<'a> {
+    /// The leaf index.
+    pub index: u64,
+    /// The `time_ms` column.
+    pub time: i64,
+    /// The `actor` column.
+    pub actor: &'a str,
+    /// The `event` column.
+    pub event: &'a str,
+    /// The `object` column.
+    pub object: Option<&'a str>,
+    /// The record's canonical DER.
+    pub der: &'a [u8],
+    /// The `leaf_hash` column (32 bytes unless edited).
+    pub leaf_hash: &'a [u8],
+    /// The `leaf_key` column.
+    pub leaf_key: i64,
+    /// The `actor_key` column.
+    pub actor_key: i64,
+    /// The `object_key` column.
+    pub object_key: Option<i64>,
+    /// Whether the tree node `(0, index)` equals `leaf_hash`; `None` when that node is missing.
+    pub node_matches: Option<bool>,
 }
 
 /// A signed tree head row.
@@ -125,6 +187,13 @@ pub trait AuditStore: Send + Sync + fmt::Debug + 'static {
     /// [`Error::Audit`] when a log already exists there; [`Error::Store`] on database errors.
     fn init(&self, metadata: &LogMetadata) -> impl Future<Output = Result<(), Error>> + Send;
 
+    /// Upgrades a log of an earlier store format to [`STORE_FORMAT`] in one transaction (a
+    /// no-op for a current log, or where there is no log). Returns the format it upgraded from.
+    ///
+    /// # Errors
+    /// [`Error::Store`] on database errors; then nothing was changed.
+    fn upgrade(&self) -> impl Future<Output = Result<Option<i64>, Error>> + Send;
+
     /// Reads the metadata.
     ///
     /// # Errors
@@ -178,6 +247,16 @@ pub trait AuditStore: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// [`Error::Store`] on database errors.
     fn records(&self, from: u64, limit: u32) -> impl Future<Output = Result<Vec<StoredRecord>, Error>> + Send;
+
+    /// Calls `check` on every record with index in `from..end`, in index order, joined with
+    /// its level-0 tree node, as the driver produces the rows (nothing is collected); stops at
+    /// the first error `check` returns and returns it.
+    ///
+    /// # Errors
+    /// [`Error::Store`] on database errors; `check`'s error.
+    fn scan_leaves<F>(&self, from: u64, end: u64, check: F) -> impl Future<Output = Result<(), Error>> + Send
+    where
+        F: FnMut(&LeafRow<'_>) -> Result<(), Error> + Send;
 
     /// The record at `index`, if stored.
     ///
@@ -286,6 +365,9 @@ impl AuditStore for Store {
     async fn init(&self, metadata: &LogMetadata) -> Result<(), Error> {
         forward!(self, s => s.init(metadata))
     }
+    async fn upgrade(&self) -> Result<Option<i64>, Error> {
+        forward!(self, s => s.upgrade())
+    }
     async fn metadata(&self) -> Result<LogMetadata, Error> {
         forward!(self, s => s.metadata())
     }
@@ -306,6 +388,12 @@ impl AuditStore for Store {
     }
     async fn records(&self, from: u64, limit: u32) -> Result<Vec<StoredRecord>, Error> {
         forward!(self, s => s.records(from, limit))
+    }
+    async fn scan_leaves<F>(&self, from: u64, end: u64, check: F) -> Result<(), Error>
+    where
+        F: FnMut(&LeafRow<'_>) -> Result<(), Error> + Send,
+    {
+        forward!(self, s => s.scan_leaves(from, end, check))
     }
     async fn record(&self, index: u64) -> Result<Option<StoredRecord>, Error> {
         forward!(self, s => s.record(index))

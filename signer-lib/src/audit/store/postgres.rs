@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::sql::{POSTGRES_INSERTS, STATEMENT_CACHE, impl_audit_store};
+use super::sql::{Dialect, POSTGRES_INSERTS, Placeholders, STATEMENT_CACHE, impl_audit_store};
 use crate::Error;
 
 /// An audit log in a PostgreSQL database (in the first schema of the search path).
@@ -35,4 +35,14 @@ impl PostgresStore {
     }
 }
 
-impl_audit_store!(PostgresStore, sqlx::Postgres, include_str!("postgres.sql"), "BEGIN", POSTGRES_INSERTS);
+/// PostgreSQL: the upgrade locks the metadata row, so a second upgrader waits and then sees the
+/// new format.
+static POSTGRES: Dialect = Dialect {
+    schema: include_str!("postgres.sql"),
+    begin_write: "BEGIN",
+    lock_format: "SELECT format FROM audit_metadata WHERE id = 1 FOR UPDATE",
+    upgrade_2: include_str!("postgres_upgrade_2.sql"),
+    placeholders: Placeholders::Numbered,
+};
+
+impl_audit_store!(PostgresStore, sqlx::Postgres, POSTGRES, POSTGRES_INSERTS);

@@ -1,11 +1,11 @@
--- eport-pki audit log, PostgreSQL dialect, store format 1.
+-- eport-pki audit log, PostgreSQL dialect, store format 2 (format 1 is upgraded by postgres_upgrade_2.sql).
 -- Run once, in one transaction, by AuditStore::init. The SQLite file has the same tables.
 -- Integers are Unix milliseconds (time_ms) or tree positions (idx, level, tree_size). The tables
 -- go into the first schema of the connection's search_path.
 
 CREATE TABLE audit_metadata (
     id             BIGINT PRIMARY KEY CHECK (id = 1),
-    format         BIGINT NOT NULL,   -- store format, 1
+    format         BIGINT NOT NULL,   -- store format, 2
     hash_algorithm TEXT   NOT NULL,   -- sha256 | sm3, fixed at creation
     origin         TEXT   NOT NULL,   -- checkpoint origin line and key name
     public_key     BYTEA  NOT NULL,   -- SPKI DER of the tree-head signer
@@ -13,21 +13,26 @@ CREATE TABLE audit_metadata (
 );
 
 -- One row per leaf. record is the canonical DER (the leaf is HASH(0x00 || record)); the other
--- columns are copies for queries, checked against the DER by a full verification.
+-- columns are copies for queries, checked against the DER by a full verification. The *_key
+-- columns are 64-bit lookup keys (store.rs: leaf_key, text_key): the indexes on random values
+-- hold them instead of the values, and a lookup compares the full value on the rows it finds.
 CREATE TABLE audit_records (
-    idx       BIGINT PRIMARY KEY,
-    time_ms   BIGINT NOT NULL,
-    actor     TEXT   NOT NULL,
-    event     TEXT   NOT NULL,
-    object    TEXT,
-    record    BYTEA  NOT NULL,
-    leaf_hash BYTEA  NOT NULL
+    idx        BIGINT PRIMARY KEY,
+    time_ms    BIGINT NOT NULL,
+    actor      TEXT   NOT NULL,
+    event      TEXT   NOT NULL,
+    object     TEXT,
+    record     BYTEA  NOT NULL,
+    leaf_hash  BYTEA  NOT NULL,
+    leaf_key   BIGINT NOT NULL,   -- first 8 bytes of leaf_hash
+    actor_key  BIGINT NOT NULL,   -- first 8 bytes of SHA-256(actor)
+    object_key BIGINT             -- first 8 bytes of SHA-256(object); NULL when object is
 );
 CREATE INDEX audit_records_time ON audit_records (time_ms);
-CREATE INDEX audit_records_actor ON audit_records (actor, idx);
+CREATE INDEX audit_records_actor ON audit_records (actor_key, idx);
 CREATE INDEX audit_records_event ON audit_records (event, idx);
-CREATE INDEX audit_records_object ON audit_records (object, idx);
-CREATE INDEX audit_records_leaf ON audit_records (leaf_hash);
+CREATE INDEX audit_records_object ON audit_records (object_key, idx);
+CREATE INDEX audit_records_leaf ON audit_records (leaf_key);
 
 -- Every perfect subtree (2^level leaves from leaf idx * 2^level), leaves included; kept when
 -- records are purged so that proofs for later records still work.

@@ -5,7 +5,7 @@
 use std::sync::{Arc, LazyLock};
 
 use super::super::merkle::Hash;
-use super::QueryFilter;
+use super::{QueryFilter, text_key};
 use crate::Error;
 
 /// The most rows in one multi-row INSERT. A batch becomes full statements of this size and one
@@ -22,6 +22,95 @@ pub(super) const MAX_NODE_IDS_PER_QUERY: usize = 128;
 
 pub(super) const RECORD_COLUMNS: &str = "idx, time_ms, actor, event, object, record, leaf_hash";
 
+/// The columns an append writes: the record's, then its lookup keys.
+const INSERT_COLUMNS: &str = "idx, time_ms, actor, event, object, record, leaf_hash, leaf_key, actor_key, object_key";
+
+/// The rows of a full verification: each record joined with its level-0 tree node, so that a
+/// record costs one row, not two. A row is three values: the record, its leaf hash, and one text
+/// that packs the other columns (see [`unpack_leaf_row`]); the drivers' cost is per value (each
+/// is copied out of the database and handed to another thread), and eleven values per record
+/// cost more than the checks themselves.
+pub(super) const SCAN_LEAVES: &str = "SELECT r.record, r.leaf_hash, \
+     r.idx || ',' || r.time_ms || ',' || r.leaf_key || ',' || r.actor_key || ',' \
+     || COALESCE(CAST(r.object_key AS TEXT), '') || ',' \
+     || CASE WHEN n.hash IS NULL THEN '' WHEN n.hash = r.leaf_hash THEN '1' ELSE '0' END || ',' \
+     || octet_length(r.event) || ':' || r.event || octet_length(r.actor) || ':' || r.actor \
+     || COALESCE(octet_length(r.object) || ':' || r.object, '') \
+     FROM audit_records r LEFT JOIN audit_nodes n ON n.level = 0 AND n.idx = r.idx \
+     WHERE r.idx >= $1 AND r.idx < $2 ORDER BY r.idx";
+
+/// Reads the packed column of [`SCAN_LEAVES`]:
+/// `idx,time,leaf_key,actor_key,object_key,node,` then `len:event`, `len:actor` and, unless the
+/// object is NULL, `len:object`, with lengths in bytes. `object_key` is empty for NULL; `node` is
+/// `1` when the level-0 node equals the leaf hash, `0` when it differs, empty when it is missing.
+pub(super) fn unpack_leaf_row<'a>(
+    packed: &'a str,
+    der: &'a [u8],
+    leaf_hash: &'a [u8],
+) -> Result<super::LeafRow<'a>, Error> {
+    fn int(field: Option<&str>) -> Option<i64> {
+        field?.parse().ok()
+    }
+    fn optional(field: Option<&str>) -> Option<Option<&str>> {
+        field.map(|f| (!f.is_empty()).then_some(f))
+    }
+    fn take(s: &str) -> Option<(&str, &str)> {
+        let (len, rest) = s.split_once(':')?;
+        let len: usize = len.parse().ok()?;
+        Some((rest.get(..len)?, rest.get(len..)?))
+    }
+    let mut fields = packed.splitn(7, ',');
+    let index = int(fields.next()).and_then(|i| u64::try_from(i).ok());
+    let unreadable = || Error::Tampered {
+        index: index.unwrap_or(0),
+        what: format!("the query columns of the record cannot be read ({packed:?})"),
+    };
+    let index = index.ok_or_else(unreadable)?;
+    let time = int(fields.next()).ok_or_else(unreadable)?;
+    let leaf_key = int(fields.next()).ok_or_else(unreadable)?;
+    let actor_key = int(fields.next()).ok_or_else(unreadable)?;
+    let object_key = match optional(fields.next()).ok_or_else(unreadable)? {
+        None => None,
+        Some(k) => Some(k.parse().map_err(|_| unreadable())?),
+    };
+    let node_matches = match optional(fields.next()).ok_or_else(unreadable)? {
+        None => None,
+        Some("1") => Some(true),
+        Some(_) => Some(false),
+    };
+    let rest = fields.next().ok_or_else(unreadable)?;
+    let (event, rest) = take(rest).ok_or_else(unreadable)?;
+    let (actor, rest) = take(rest).ok_or_else(unreadable)?;
+    let object = if rest.is_empty() {
+        None
+    } else {
+        let (object, rest) = take(rest).ok_or_else(unreadable)?;
+        if !rest.is_empty() {
+            return Err(unreadable());
+        }
+        Some(object)
+    };
+    Ok(super::LeafRow {
+        index,
+        time,
+        actor,
+        event,
+        object,
+        der,
+        leaf_hash,
+        leaf_key,
+        actor_key,
+        object_key,
+        node_matches,
+    })
+}
+
+/// Rows read per round trip while an upgrade fills the lookup keys.
+pub(super) const UPGRADE_READ: i64 = 4096;
+
+/// The marker between the two halves of an upgrade script.
+pub(super) const UPGRADE_FILL_MARKER: &str = "-- @fill";
+
 /// How a dialect writes the placeholders of the big INSERTs.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Placeholders {
@@ -36,6 +125,24 @@ pub(super) enum Placeholders {
 /// `INSERT INTO table (columns) VALUES ($1, …), (…)` for `rows` rows of `width` columns.
 fn insert_sql(table: &str, columns: &str, width: usize, rows: usize, style: Placeholders) -> Arc<str> {
     let mut sql = format!("INSERT INTO {table} ({columns}) VALUES ");
+    push_values(&mut sql, width, rows, style);
+    sql.into()
+}
+
+/// The statement that writes the lookup keys of `rows` records during an upgrade; its
+/// parameters are `(idx, leaf_key, actor_key, object_key)` per row.
+pub(super) fn fill_keys_sql(rows: usize, style: Placeholders) -> String {
+    let mut sql = String::from("WITH v (i, l, a, o) AS (VALUES ");
+    push_values(&mut sql, 4, rows, style);
+    sql.push_str(
+        ") UPDATE audit_records SET leaf_key = v.l, actor_key = v.a, object_key = v.o \
+         FROM v WHERE audit_records.idx = v.i",
+    );
+    sql
+}
+
+/// `($1, …), (…)`: `rows` groups of `width` placeholders.
+fn push_values(sql: &mut String, width: usize, rows: usize, style: Placeholders) {
     let mut n = 0;
     for row in 0..rows {
         if row > 0 {
@@ -57,7 +164,6 @@ fn insert_sql(table: &str, columns: &str, width: usize, rows: usize, style: Plac
         }
         sql.push(')');
     }
-    sql.into()
 }
 
 /// The multi-row INSERT statements of one dialect: entry `n - 1` inserts `n` rows.
@@ -71,7 +177,7 @@ impl Inserts {
     fn new(style: Placeholders) -> Self {
         let sizes = 1..=MAX_ROWS_PER_INSERT;
         Self {
-            records: sizes.clone().map(|n| insert_sql("audit_records", RECORD_COLUMNS, 7, n, style)).collect(),
+            records: sizes.clone().map(|n| insert_sql("audit_records", INSERT_COLUMNS, 10, n, style)).collect(),
             nodes: sizes.map(|n| insert_sql("audit_nodes", "level, idx, hash", 3, n, style)).collect(),
         }
     }
@@ -125,13 +231,17 @@ pub(super) fn query_sql(filter: &QueryFilter) -> Result<(String, Vec<Param>), Er
     if let Some(t) = filter.to_time {
         add("time_ms <", Param::Int(t));
     }
+    // The key finds the rows through its index; the value itself decides.
     if let Some(a) = &filter.actor {
-        add("actor =", Param::Text(a.key()));
+        let key = a.key();
+        add("actor_key =", Param::Int(text_key(&key)));
+        add("actor =", Param::Text(key));
     }
     if let Some(e) = filter.event {
         add("event =", Param::Text(e.name().to_owned()));
     }
     if let Some(o) = &filter.object {
+        add("object_key =", Param::Int(text_key(o)));
         add("object =", Param::Text(o.clone()));
     }
     if let Some(i) = filter.from_index {
@@ -153,6 +263,15 @@ pub(super) fn from_db(n: i64, what: &str) -> Result<u64, Error> {
     u64::try_from(n).map_err(|_| Error::Store(format!("negative {what} {n} in the store")))
 }
 
+/// The lookup key of a stored leaf hash column, which an edit may have made shorter than 32
+/// bytes (a full verification reports that; the key only has to be defined).
+pub(super) fn stored_leaf_key(bytes: &[u8]) -> i64 {
+    let mut first = [0; 8];
+    let n = bytes.len().min(8);
+    first[..n].copy_from_slice(&bytes[..n]);
+    i64::from_be_bytes(first)
+}
+
 /// A stored hash, which must be 32 bytes; anything else is tampering at `index`.
 pub(super) fn to_hash(bytes: &[u8], index: u64, what: &str) -> Result<Hash, Error> {
     bytes
@@ -165,11 +284,26 @@ pub(super) fn db_err(context: &str) -> impl Fn(sqlx::Error) -> Error + '_ {
     move |e| Error::Store(format!("{context}: {e}"))
 }
 
+/// What differs between the dialects, beyond the driver.
+#[derive(Debug)]
+pub(super) struct Dialect {
+    /// The schema, run by `init`.
+    pub(super) schema: &'static str,
+    /// Opens a write transaction.
+    pub(super) begin_write: &'static str,
+    /// Reads the store format inside the upgrade transaction, locking out a concurrent upgrade.
+    pub(super) lock_format: &'static str,
+    /// The format 1 → 2 upgrade script, in two halves around [`UPGRADE_FILL_MARKER`].
+    pub(super) upgrade_2: &'static str,
+    /// How the big statements write placeholders.
+    pub(super) placeholders: Placeholders,
+}
+
 /// Implements [`super::AuditStore`] for `$store`, a struct with `pool: sqlx::Pool<$db>` for reads
-/// and `write: sqlx::Pool<$db>` for writes, where `$begin_write` opens a write transaction and
-/// `$inserts` are the dialect's multi-row INSERTs.
+/// and `write: sqlx::Pool<$db>` for writes, where `$dialect` is the [`Dialect`] and `$inserts`
+/// are the dialect's multi-row INSERTs.
 macro_rules! impl_audit_store {
-    ($store:ty, $db:ty, $schema:expr, $begin_write:expr, $inserts:expr) => {
+    ($store:ty, $db:ty, $dialect:expr, $inserts:expr) => {
         impl $crate::audit::store::AuditStore for $store {
             async fn init(&self, metadata: &$crate::audit::store::LogMetadata) -> Result<(), $crate::Error> {
                 use $crate::audit::store::sql::db_err;
@@ -178,7 +312,7 @@ macro_rules! impl_audit_store {
                     return Err($crate::Error::Audit("an audit log already exists in this store".into()));
                 }
                 let mut tx = self.write.begin().await.map_err(db_err("begin"))?;
-                sqlx::raw_sql($schema).execute(&mut *tx).await.map_err(db_err("creating the audit tables"))?;
+                sqlx::raw_sql($dialect.schema).execute(&mut *tx).await.map_err(db_err("creating the audit tables"))?;
                 sqlx::query(
                     "INSERT INTO audit_metadata (id, format, hash_algorithm, origin, public_key, created_ms) \
                      VALUES (1, $1, $2, $3, $4, $5)",
@@ -192,6 +326,72 @@ macro_rules! impl_audit_store {
                 .await
                 .map_err(db_err("writing the audit metadata"))?;
                 tx.commit().await.map_err(db_err("commit"))
+            }
+
+            async fn upgrade(&self) -> Result<Option<i64>, $crate::Error> {
+                use sqlx::Row as _;
+                use $crate::audit::store::sql::{
+                    UPGRADE_FILL_MARKER, UPGRADE_READ, chunks, db_err, fill_keys_sql, stored_leaf_key,
+                };
+                use $crate::audit::store::text_key;
+                let dialect: &$crate::audit::store::sql::Dialect = &$dialect;
+                // Without a log (or a readable metadata row) there is nothing to upgrade, and
+                // `metadata` says what is wrong.
+                let Ok(Some(format)) = sqlx::query_scalar::<_, i64>("SELECT format FROM audit_metadata WHERE id = 1")
+                    .fetch_optional(&self.pool)
+                    .await
+                else {
+                    return Ok(None);
+                };
+                if format != 1 {
+                    return Ok(None);
+                }
+                let mut tx = self.write.begin_with(dialect.begin_write).await.map_err(db_err("begin"))?;
+                let format: i64 = sqlx::query_scalar(dialect.lock_format)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err("reading the store format"))?;
+                if format != 1 {
+                    return Ok(None); // another process upgraded it meanwhile
+                }
+                let (before, after) = dialect
+                    .upgrade_2
+                    .split_once(UPGRADE_FILL_MARKER)
+                    .ok_or_else(|| $crate::Error::Store("the upgrade script has no fill marker".into()))?;
+                sqlx::raw_sql(before).execute(&mut *tx).await.map_err(db_err("upgrading the audit store"))?;
+                let mut next = 0i64;
+                loop {
+                    let rows = sqlx::query(
+                        "SELECT idx, leaf_hash, actor, object FROM audit_records WHERE idx >= $1 ORDER BY idx LIMIT $2",
+                    )
+                    .bind(next)
+                    .bind(UPGRADE_READ)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db_err("reading audit records to upgrade"))?;
+                    let mut keys = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        let idx: i64 = row.try_get(0).map_err(db_err("audit record"))?;
+                        let leaf: &[u8] = row.try_get(1).map_err(db_err("audit record"))?;
+                        let actor: &str = row.try_get(2).map_err(db_err("audit record"))?;
+                        let object: Option<&str> = row.try_get(3).map_err(db_err("audit record"))?;
+                        keys.push((idx, stored_leaf_key(leaf), text_key(actor), object.map(text_key)));
+                        next = idx + 1;
+                    }
+                    if keys.is_empty() {
+                        break;
+                    }
+                    for (_, start, end) in chunks(keys.len()) {
+                        let mut q = sqlx::query(sqlx::AssertSqlSafe(fill_keys_sql(end - start, dialect.placeholders)));
+                        for (idx, leaf, actor, object) in &keys[start..end] {
+                            q = q.bind(*idx).bind(*leaf).bind(*actor).bind(*object);
+                        }
+                        q.execute(&mut *tx).await.map_err(db_err("writing lookup keys"))?;
+                    }
+                }
+                sqlx::raw_sql(after).execute(&mut *tx).await.map_err(db_err("upgrading the audit store"))?;
+                tx.commit().await.map_err(db_err("committing the store upgrade"))?;
+                Ok(Some(format))
             }
 
             async fn metadata(&self) -> Result<$crate::audit::store::LogMetadata, $crate::Error> {
@@ -224,13 +424,14 @@ macro_rules! impl_audit_store {
                 nodes: &[($crate::audit::merkle::NodeId, $crate::audit::merkle::Hash)],
             ) -> Result<(), $crate::Error> {
                 use $crate::audit::store::sql::{chunks, db_err, to_db};
+                use $crate::audit::store::{leaf_key, text_key};
                 let inserts: &$crate::audit::store::sql::Inserts = &$inserts;
                 // No separate size check: leaf `first` is node (0, first), so a writer whose idea
                 // of the size is stale collides with the primary key and nothing is written.
                 if records.first().map(|r| r.index) != Some(first) {
                     return Err($crate::Error::Audit("an append batch must start at the writer's size".into()));
                 }
-                let mut tx = self.write.begin_with($begin_write).await.map_err(db_err("begin"))?;
+                let mut tx = self.write.begin_with($dialect.begin_write).await.map_err(db_err("begin"))?;
                 for (stmt, start, end) in chunks(records.len()) {
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(inserts.records[stmt].clone()));
                     for r in &records[start..end] {
@@ -241,7 +442,10 @@ macro_rules! impl_audit_store {
                             .bind(r.event.as_str())
                             .bind(r.object.as_deref())
                             .bind(r.der.as_slice())
-                            .bind(&r.leaf_hash[..]);
+                            .bind(&r.leaf_hash[..])
+                            .bind(leaf_key(&r.leaf_hash))
+                            .bind(text_key(&r.actor))
+                            .bind(r.object.as_deref().map(text_key));
                     }
                     q.execute(&mut *tx).await.map_err(db_err("inserting audit records"))?;
                 }
@@ -343,6 +547,32 @@ macro_rules! impl_audit_store {
                 rows.iter().map(record_from_row).collect()
             }
 
+            async fn scan_leaves<F>(&self, from: u64, end: u64, mut check: F) -> Result<(), $crate::Error>
+            where
+                F: FnMut(&$crate::audit::store::LeafRow<'_>) -> Result<(), $crate::Error> + Send,
+            {
+                use $crate::audit::store::sql::{SCAN_LEAVES, db_err, to_db};
+                // The rows are checked as the driver hands them over (no Vec of rows, no owned
+                // copies of their columns); the first failed check ends the query.
+                let mut failed = None;
+                let done = sqlx::query(SCAN_LEAVES)
+                    .bind(to_db(from)?)
+                    .bind(to_db(end)?)
+                    .try_map(|row: <$db as sqlx::Database>::Row| {
+                        leaf_from_row(&row).and_then(|leaf| check(&leaf)).map_err(|e| {
+                            failed = Some(e);
+                            sqlx::Error::RowNotFound // stops the stream; `failed` says why
+                        })
+                    })
+                    .fetch_all(&self.pool)
+                    .await;
+                match (failed, done) {
+                    (Some(e), _) => Err(e),
+                    (None, Ok(_)) => Ok(()),
+                    (None, Err(e)) => Err(db_err("reading audit records")(e)),
+                }
+            }
+
             async fn record(&self, index: u64) -> Result<Option<$crate::audit::store::StoredRecord>, $crate::Error> {
                 use $crate::audit::store::sql::{db_err, to_db};
                 let row = sqlx::query(
@@ -366,12 +596,14 @@ macro_rules! impl_audit_store {
 
             async fn find_leaf(&self, leaf_hash: &$crate::audit::merkle::Hash) -> Result<Option<u64>, $crate::Error> {
                 use $crate::audit::store::sql::{db_err, from_db};
-                let idx: Option<i64> =
-                    sqlx::query_scalar("SELECT idx FROM audit_records WHERE leaf_hash = $1 ORDER BY idx LIMIT 1")
-                        .bind(&leaf_hash[..])
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(db_err("looking up a leaf hash"))?;
+                let idx: Option<i64> = sqlx::query_scalar(
+                    "SELECT idx FROM audit_records WHERE leaf_key = $1 AND leaf_hash = $2 ORDER BY idx LIMIT 1",
+                )
+                .bind($crate::audit::store::leaf_key(leaf_hash))
+                .bind(&leaf_hash[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err("looking up a leaf hash"))?;
                 idx.map(|i| from_db(i, "record index")).transpose()
             }
 
@@ -451,7 +683,7 @@ macro_rules! impl_audit_store {
 
             async fn purge(&self, mark: &$crate::audit::store::PurgeMark) -> Result<u64, $crate::Error> {
                 use $crate::audit::store::sql::{db_err, to_db};
-                let mut tx = self.write.begin_with($begin_write).await.map_err(db_err("begin"))?;
+                let mut tx = self.write.begin_with($dialect.begin_write).await.map_err(db_err("begin"))?;
                 sqlx::query("INSERT INTO audit_purges (before_idx, from_idx, time_ms, checkpoint) VALUES ($1, $2, $3, $4)")
                     .bind(to_db(mark.before)?)
                     .bind(to_db(mark.from)?)
@@ -513,6 +745,16 @@ macro_rules! impl_audit_store {
             })
         }
 
+        /// A row of [`SCAN_LEAVES`](super::sql::SCAN_LEAVES), borrowed.
+        fn leaf_from_row(
+            row: &<$db as sqlx::Database>::Row,
+        ) -> Result<$crate::audit::store::LeafRow<'_>, $crate::Error> {
+            use sqlx::Row as _;
+            use $crate::audit::store::sql::{db_err, unpack_leaf_row};
+            let e = db_err("audit record");
+            unpack_leaf_row(row.try_get(2).map_err(&e)?, row.try_get(0).map_err(&e)?, row.try_get(1).map_err(&e)?)
+        }
+
         /// A head row.
         fn head_from_row(row: &<$db as sqlx::Database>::Row) -> Result<$crate::audit::store::StoredHead, $crate::Error> {
             use sqlx::Row as _;
@@ -542,7 +784,7 @@ mod tests {
         assert_eq!(chunks(15), vec![(14, 0, 15)]);
         assert_eq!(chunks(600), vec![(255, 0, 256), (255, 256, 512), (87, 512, 600)]);
         assert_eq!(POSTGRES_INSERTS.records.len(), MAX_ROWS_PER_INSERT);
-        assert!(POSTGRES_INSERTS.records[1].ends_with("($8, $9, $10, $11, $12, $13, $14)"));
+        assert!(POSTGRES_INSERTS.records[1].ends_with("($11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"));
         assert!(SQLITE_INSERTS.nodes[1].ends_with("VALUES (?, ?, ?), (?, ?, ?)"));
     }
 
@@ -560,5 +802,30 @@ mod tests {
             query_sql(&QueryFilter { from_time: Some(5), limit: 10, ..QueryFilter::default() }).unwrap();
         assert!(sql.ends_with("WHERE 1 = 1 AND time_ms >= $1 AND 1 = 1 ORDER BY idx LIMIT $2"), "{sql}");
         assert_eq!(params.len(), 2);
+        let (sql, _) = query_sql(&QueryFilter { object: Some("o".into()), ..QueryFilter::default() }).unwrap();
+        assert!(sql.contains("AND object_key = $1 AND object = $2 "), "{sql}");
+        assert_eq!(
+            fill_keys_sql(2, Placeholders::Anonymous),
+            "WITH v (i, l, a, o) AS (VALUES (?, ?, ?, ?), (?, ?, ?, ?)) UPDATE audit_records SET leaf_key = v.l, \
+             actor_key = v.a, object_key = v.o FROM v WHERE audit_records.idx = v.i"
+        );
+        assert_eq!(stored_leaf_key(&[0, 0, 0, 0, 0, 0, 1, 2, 9]), 0x0102);
+        assert_eq!(stored_leaf_key(&[0xff]), i64::from_be_bytes([0xff, 0, 0, 0, 0, 0, 0, 0]));
+    }
+
+    #[test]
+    fn unpacks_verification_rows() {
+        let row = unpack_leaf_row("7,1700,-5,9,,1,8:login_ok11:account:a,b0:", b"d", b"h").unwrap();
+        assert_eq!(
+            (row.index, row.time, row.leaf_key, row.actor_key, row.object_key, row.node_matches),
+            (7, 1700, -5, 9, None, Some(true))
+        );
+        assert_eq!((row.event, row.actor, row.object), ("login_ok", "account:a,b", Some("")));
+        let row = unpack_leaf_row("7,1,2,3,4,,5:issue3:李", b"d", b"h").unwrap();
+        assert_eq!((row.object_key, row.node_matches, row.actor, row.object), (Some(4), None, "李", None));
+        assert_eq!(unpack_leaf_row("7,1,2,3,4,0,5:issue3:abc", b"d", b"h").unwrap().node_matches, Some(false));
+        for bad in ["7,1,2,3,4,0,5:issue9:abc", "7,1,2,3,4,0,5:issue3:abc2:x", "7,x,2,3,,,1:a1:b", "7,1,2"] {
+            assert!(matches!(unpack_leaf_row(bad, b"", b""), Err(Error::Tampered { index: 7, .. })), "{bad}");
+        }
     }
 }

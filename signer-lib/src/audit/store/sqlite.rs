@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use super::sql::{SQLITE_INSERTS, STATEMENT_CACHE, impl_audit_store};
+use super::sql::{Dialect, Placeholders, SQLITE_INSERTS, STATEMENT_CACHE, impl_audit_store};
 use crate::Error;
 
 /// An audit log in a SQLite file.
@@ -47,6 +47,14 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// starts over from its beginning. A long WAL lets hot index pages be rewritten many times
 /// before they are copied once.
 const WAL_BACKSTOP_PAGES: u32 = 65_536;
+
+/// The writer's page cache (negative: KiB): the right edges of the tables and the index pages
+/// that appends touch stay in it.
+const WRITER_CACHE_KIB: &str = "-32768";
+/// Each reader's page cache (KiB): enough for the upper levels of the B-trees that proofs
+/// descend; a verification streams through the file and gains nothing from a larger one, and
+/// with four readers a larger cache would only add to the process's memory.
+const READER_CACHE_KIB: &str = "-8192";
 
 /// Result rows buffered between the driver's worker thread and the caller.
 const ROW_BUFFER: usize = 4096;
@@ -79,20 +87,24 @@ impl SqliteStore {
             // channel of this many rows; the default (50) makes a full verification ping-pong
             // between the two threads every few rows.
             .row_buffer_size(ROW_BUFFER)
-            .pragma("cache_size", "-32768") // KiB
+            .pragma("cache_size", WRITER_CACHE_KIB)
             // Statement journals (a multi-row INSERT inside a transaction keeps one) in memory,
             // not in a temporary file written page by page.
             .pragma("temp_store", "memory")
             .pragma("wal_autocheckpoint", WAL_BACKSTOP_PAGES.to_string())
             .pragma("journal_size_limit", (64 * 1024 * 1024).to_string()); // bytes kept after a reset
-        let open = |max| {
+        let open = |max, cache_kib| {
             SqlitePoolOptions::new()
                 .max_connections(max)
                 .test_before_acquire(false) // a local file: a broken connection fails the statement anyway
-                .connect_with(options.clone())
+                .connect_with(options.clone().pragma("cache_size", cache_kib))
         };
-        let write = open(1).await.map_err(|e| Error::Store(format!("cannot open the SQLite audit store: {e}")))?;
-        let pool = open(4).await.map_err(|e| Error::Store(format!("cannot open the SQLite audit store: {e}")))?;
+        let write = open(1, WRITER_CACHE_KIB)
+            .await
+            .map_err(|e| Error::Store(format!("cannot open the SQLite audit store: {e}")))?;
+        let pool = open(4, READER_CACHE_KIB)
+            .await
+            .map_err(|e| Error::Store(format!("cannot open the SQLite audit store: {e}")))?;
         let checkpoints = pool.clone();
         let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
@@ -141,4 +153,13 @@ mod tests {
     }
 }
 
-impl_audit_store!(SqliteStore, sqlx::Sqlite, include_str!("sqlite.sql"), "BEGIN IMMEDIATE", SQLITE_INSERTS);
+/// SQLite: `BEGIN IMMEDIATE` takes the write lock up front, which also serialises upgrades.
+static SQLITE: Dialect = Dialect {
+    schema: include_str!("sqlite.sql"),
+    begin_write: "BEGIN IMMEDIATE",
+    lock_format: "SELECT format FROM audit_metadata WHERE id = 1",
+    upgrade_2: include_str!("sqlite_upgrade_2.sql"),
+    placeholders: Placeholders::Anonymous,
+};
+
+impl_audit_store!(SqliteStore, sqlx::Sqlite, SQLITE, SQLITE_INSERTS);

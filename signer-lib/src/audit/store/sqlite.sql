@@ -1,10 +1,10 @@
--- eport-pki audit log, SQLite dialect, store format 1.
+-- eport-pki audit log, SQLite dialect, store format 2 (format 1 is upgraded by sqlite_upgrade_2.sql).
 -- Run once, in one transaction, by AuditStore::init. The PostgreSQL file has the same tables.
 -- Integers are Unix milliseconds (time_ms) or tree positions (idx, level, tree_size).
 
 CREATE TABLE audit_metadata (
     id             INTEGER PRIMARY KEY CHECK (id = 1),
-    format         INTEGER NOT NULL,   -- store format, 1
+    format         INTEGER NOT NULL,   -- store format, 2
     hash_algorithm TEXT    NOT NULL,   -- sha256 | sm3, fixed at creation
     origin         TEXT    NOT NULL,   -- checkpoint origin line and key name
     public_key     BLOB    NOT NULL,   -- SPKI DER of the tree-head signer
@@ -12,21 +12,27 @@ CREATE TABLE audit_metadata (
 );
 
 -- One row per leaf. record is the canonical DER (the leaf is HASH(0x00 || record)); the other
--- columns are copies for queries, checked against the DER by a full verification.
+-- columns are copies for queries, checked against the DER by a full verification. The *_key
+-- columns are 64-bit lookup keys (store.rs: leaf_key, text_key): the indexes on random values
+-- hold them instead of the values, and a lookup compares the full value on the rows it finds.
 CREATE TABLE audit_records (
-    idx       INTEGER PRIMARY KEY,
-    time_ms   INTEGER NOT NULL,
-    actor     TEXT    NOT NULL,
-    event     TEXT    NOT NULL,
-    object    TEXT,
-    record    BLOB    NOT NULL,
-    leaf_hash BLOB    NOT NULL
+    idx        INTEGER PRIMARY KEY,
+    time_ms    INTEGER NOT NULL,
+    actor      TEXT    NOT NULL,
+    event      TEXT    NOT NULL,
+    object     TEXT,
+    record     BLOB    NOT NULL,
+    leaf_hash  BLOB    NOT NULL,
+    leaf_key   INTEGER NOT NULL,   -- first 8 bytes of leaf_hash
+    actor_key  INTEGER NOT NULL,   -- first 8 bytes of SHA-256(actor)
+    object_key INTEGER             -- first 8 bytes of SHA-256(object); NULL when object is
 );
 CREATE INDEX audit_records_time ON audit_records (time_ms);
-CREATE INDEX audit_records_actor ON audit_records (actor);
+-- An index on one column also holds the rowid (idx), so these serve ORDER BY idx as well.
+CREATE INDEX audit_records_actor ON audit_records (actor_key);
 CREATE INDEX audit_records_event ON audit_records (event);
-CREATE INDEX audit_records_object ON audit_records (object);
-CREATE INDEX audit_records_leaf ON audit_records (leaf_hash);
+CREATE INDEX audit_records_object ON audit_records (object_key);
+CREATE INDEX audit_records_leaf ON audit_records (leaf_key);
 
 -- Every perfect subtree (2^level leaves from leaf idx * 2^level), leaves included; kept when
 -- records are purged so that proofs for later records still work.

@@ -1,0 +1,25 @@
+-- Upgrades an audit log from store format 1 to 2 (PostgreSQL), inside the transaction of
+-- AuditStore::upgrade: the random-value indexes become indexes on 64-bit keys (see store.rs).
+-- The part before the marker runs first; then the store fills leaf_key, actor_key and
+-- object_key of every row from its leaf_hash, actor and object; then the part after it runs.
+-- The update guards are lifted for the fill only and put back as postgres.sql has them.
+
+DROP TRIGGER IF EXISTS audit_records_no_update ON audit_records;
+DROP TRIGGER IF EXISTS audit_metadata_no_change ON audit_metadata;
+DROP INDEX IF EXISTS audit_records_actor;
+DROP INDEX IF EXISTS audit_records_object;
+DROP INDEX IF EXISTS audit_records_leaf;
+ALTER TABLE audit_records ADD COLUMN leaf_key BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE audit_records ADD COLUMN actor_key BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE audit_records ADD COLUMN object_key BIGINT;
+
+-- @fill
+
+CREATE INDEX audit_records_actor ON audit_records (actor_key, idx);
+CREATE INDEX audit_records_object ON audit_records (object_key, idx);
+CREATE INDEX audit_records_leaf ON audit_records (leaf_key);
+UPDATE audit_metadata SET format = 2 WHERE id = 1;
+CREATE TRIGGER audit_records_no_update BEFORE UPDATE ON audit_records
+    FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
+CREATE TRIGGER audit_metadata_no_change BEFORE UPDATE OR DELETE ON audit_metadata
+    FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
