@@ -57,6 +57,26 @@
 //! abandoned serials stay in the table for ever and are never reused. The CA runs as a single writer process (active/passive for high availability),
 //! which is what makes "still `issuing` at start-up" mean "crashed".
 //!
+//! ## Group commit
+//!
+//! Steps 1 and 4 are jobs for the issuance writer ([`store::IssuanceWriter`]). On SQLite they
+//! are not transactions of their own: one task runs every job waiting at that moment — the
+//! reservations and the mark-issued steps of all issuances in flight — in one transaction, and
+//! answers each job only after the commit. A job runs the statements its own transaction used
+//! to and decides its outcome from them alone, so every guarantee above holds per issuance;
+//! what a batch shares is the sync of its commit (and the write lock, for which concurrent
+//! issuances no longer queue). If a batch fails, it fails every issuance in it: no reservation
+//! of it was made, no mark-issued recorded (such a serial is abandoned, as for any failure of
+//! step 4). On PostgreSQL each job keeps its own transaction: the server runs them in parallel
+//! and shares one WAL flush among concurrent commits itself. Step 3 shares a commit through the
+//! audit log's own group commit.
+//!
+//! Each issuance still waits for three durable commits in turn — reserve, audit, mark issued,
+//! the order that makes a crash safe — and over HTTPS a fourth, the call's audit record
+//! ([`crate::authz`]). With `synchronous=FULL` or `fsync=on` a commit is a disk sync, so with W
+//! concurrent callers at most W certificates are issued per four sync times, whatever the CPU
+//! does; batching makes each sync serve all W instead of queueing them one by one.
+//!
 //! Fail closed: if the audit append fails, the operation fails with
 //! [`Error::AuditUnavailable`], the row is marked `abandoned`, the code is given back, and
 //! nothing is returned. State changes other than issuance (registration, approval,
@@ -86,7 +106,10 @@ use crate::clock::{Clock, SystemClock, unix_millis, whole_seconds};
 use crate::config::Config;
 use crate::crl::{self, CrlEntry, RevocationReason};
 use crate::keys::KeyStore;
-use crate::store::{self, CertificateRow, CodeRow, CrlRow, ListFilter, NewCertificate, RegistrationRow, Store};
+use crate::store::{
+    self, CertificateRow, CodeRow, CrlRow, IssuanceWriter, ListFilter, NewCertificate, RegistrationRow, Reservation,
+    Store,
+};
 
 mod reissue;
 
@@ -510,6 +533,8 @@ struct Inner {
     data_dir: PathBuf,
     config: Config,
     store: Store,
+    /// The group-commit writer of issuance's two transactions (see the module documentation).
+    issuance: IssuanceWriter,
     audit: AuditLog,
     clock: Arc<dyn Clock>,
     profiles: Profiles,
@@ -587,6 +612,7 @@ impl Ca {
             inner: Arc::new(Inner {
                 data_dir: data_dir.to_owned(),
                 config: config.clone(),
+                issuance: IssuanceWriter::start(store.clone()),
                 store,
                 audit,
                 clock,
@@ -1313,9 +1339,13 @@ impl Ca {
         let (not_before, not_after) = validity(now, profile, Some(&issuer.ca));
         let uscc = (registration.kind == "enterprise").then(|| registration.identifier.clone());
 
-        // 1. Reserve the serial (and claim the code) and commit.
+        // 1. Reserve the serial (and claim the code), committed before anything is signed.
+        let claim = claim_code.then(|| store::Claim {
+            registration_id: registration.id.clone(),
+            max_attempts: i64::from(self.inner.config.enrolment.max_attempts.get()),
+        });
         let mut attempts = 0;
-        let serial = loop {
+        let (serial, serial_hex) = loop {
             attempts += 1;
             let serial = policies::random_serial();
             let serial_hex = hex::encode(serial.as_bytes());
@@ -1329,11 +1359,9 @@ impl Ca {
                 not_before: not_before.unix_timestamp(),
                 not_after: not_after.unix_timestamp(),
             };
-            let mut tx = store.begin().await?;
-            if claim_code {
-                let max = i64::from(self.inner.config.enrolment.max_attempts.get());
-                if !store.claim_code(&mut tx, &registration.id, now.unix_timestamp(), max).await? {
-                    drop(tx);
+            match self.inner.issuance.reserve(row, claim.clone(), now.unix_timestamp()).await? {
+                Reservation::Reserved => break (serial, serial_hex),
+                Reservation::CodeGone => {
                     self.audit(
                         caller,
                         EventType::Enrolment,
@@ -1343,17 +1371,12 @@ impl Ca {
                     .await?;
                     return Err(Error::CodeInvalid);
                 }
-            }
-            match store.reserve_serial(&mut tx, &row, now.unix_timestamp()).await {
-                Ok(()) => {
-                    tx.commit().await?;
-                    break (serial, serial_hex);
+                Reservation::SerialTaken if attempts < 3 => {}
+                Reservation::SerialTaken => {
+                    return Err(Error::Internal("three random serials in a row were taken".into()));
                 }
-                Err(e) if store::is_unique_violation(&e) && attempts < 3 => {}
-                Err(e) => return Err(e.into()),
             }
         };
-        let (serial, serial_hex) = serial;
 
         // 2. Lint, then sign with the issuing key (off the async threads: it may be a device).
         let request_profile = Arc::new(profile.clone());
@@ -1401,19 +1424,13 @@ impl Ca {
         }
 
         // 4. Mark issued.
-        let marked = async {
-            let mut tx = store.begin().await?;
-            if !store.mark_issued(&mut tx, &serial_hex, &der, self.now().unix_timestamp()).await? {
-                return Err(Error::Internal(format!("serial {serial_hex} is no longer reserved")));
-            }
-            if claim_code {
-                store.set_code_serial(&mut tx, &registration.id, &serial_hex).await?;
-                store.set_registration_status(&mut tx, &registration.id, "enrolled", now.unix_timestamp()).await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        }
-        .await;
+        let enrolled = claim_code.then(|| registration.id.clone());
+        let marked =
+            match self.inner.issuance.issued(serial_hex.clone(), der, enrolled, self.now().unix_timestamp()).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(Error::Internal(format!("serial {serial_hex} is no longer reserved"))),
+                Err(e) => Err(e),
+            };
         if let Err(e) = marked {
             // Not released; the audit log shows the Issue record followed by this failure.
             let _ = store.mark_abandoned(&serial_hex, self.now().unix_timestamp()).await;

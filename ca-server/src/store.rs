@@ -20,8 +20,10 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use crate::Error;
 
 mod codes;
+mod issuance;
 mod rotations;
 
+pub use issuance::{Claim, IssuanceWriter, Reservation};
 pub use rotations::{Purpose, RotationRow};
 
 /// The migrations of each dialect: (version, SQL), in order.
@@ -782,7 +784,7 @@ impl Store {
         cert: &NewCertificate,
         now: i64,
     ) -> Result<(), sqlx::Error> {
-        insert_certificate(conn, cert, "issuing", None, now).await
+        insert_certificate(conn, cert, "issuing", None, now, false).await.map(|_| ())
     }
 
     /// Records a certificate issued by the key ceremony (status `good`), inside the
@@ -797,7 +799,8 @@ impl Store {
         der: &[u8],
         now: i64,
     ) -> Result<(), Error> {
-        Ok(insert_certificate(conn, cert, "good", Some(der), now).await?)
+        insert_certificate(conn, cert, "good", Some(der), now, false).await?;
+        Ok(())
     }
 
     /// Marks a reserved serial issued with its certificate; `false` when the row was not
@@ -1089,30 +1092,36 @@ fn certificate_row(r: &AnyRow) -> Result<CertificateRow, sqlx::Error> {
 }
 
 /// The one INSERT of a certificate row: a reservation (`issuing`, no DER yet) or a ceremony
-/// certificate (`good`, with its DER).
+/// certificate (`good`, with its DER). A serial that exists is a unique violation, or with
+/// `if_free` no row and `false` (which leaves a shared transaction usable on PostgreSQL).
 async fn insert_certificate(
     conn: &mut AnyConnection,
     cert: &NewCertificate,
     status: &str,
     der: Option<&[u8]>,
     now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO certificates (serial, issuer, subject, profile, registration_id, uscc, not_before, \
-         not_after, status, der, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
-    )
-    .bind(&cert.serial)
-    .bind(&cert.issuer)
-    .bind(&cert.subject)
-    .bind(&cert.profile)
-    .bind(cert.registration_id.clone())
-    .bind(cert.uscc.clone())
-    .bind(cert.not_before)
-    .bind(cert.not_after)
-    .bind(status)
-    .bind(der.map(<[u8]>::to_vec))
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    if_free: bool,
+) -> Result<bool, sqlx::Error> {
+    const INSERT: &str = "INSERT INTO certificates (serial, issuer, subject, profile, registration_id, uscc, \
+                          not_before, not_after, status, der, created_at, updated_at) \
+                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)";
+    const INSERT_IF_FREE: &str = "INSERT INTO certificates (serial, issuer, subject, profile, registration_id, uscc, \
+                                  not_before, not_after, status, der, created_at, updated_at) \
+                                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+                                  ON CONFLICT (serial) DO NOTHING";
+    let done = sqlx::query(if if_free { INSERT_IF_FREE } else { INSERT })
+        .bind(&cert.serial)
+        .bind(&cert.issuer)
+        .bind(&cert.subject)
+        .bind(&cert.profile)
+        .bind(cert.registration_id.clone())
+        .bind(cert.uscc.clone())
+        .bind(cert.not_before)
+        .bind(cert.not_after)
+        .bind(status)
+        .bind(der.map(<[u8]>::to_vec))
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
