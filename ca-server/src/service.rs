@@ -1137,31 +1137,39 @@ impl Ca {
         let count = u32::try_from(approvals.len() + 1).unwrap_or(u32::MAX);
         let needed = u32::try_from(row.approvals_needed).unwrap_or(u32::MAX);
         let outcome = if count >= needed {
-            let (code, hash) = new_code(&id);
-            let expires_at = (now + self.inner.config.code_ttl()).unix_timestamp();
-            let code_row = CodeRow {
-                registration_id: id.clone(),
-                code_hash: hash.to_vec(),
-                created_at: now.unix_timestamp(),
-                expires_at,
-                attempts: 0,
-                used_at: None,
-                serial: None,
-            };
+            let (code_row, approval) = self.fresh_code(&id, now);
             store.insert_code(&mut tx, &code_row).await?;
             store.set_registration_status(&mut tx, &id, "approved", now.unix_timestamp()).await?;
-            Approval::Code {
-                registration_id: id.clone(),
-                code: code.to_string(),
-                expires_at,
-                max_attempts: self.inner.config.enrolment.max_attempts.get(),
-            }
+            approval
         } else {
             Approval::Pending { registration_id: id.clone(), approvals: count, needed }
         };
         self.audit(caller, EventType::Approval, Some(&id), Ok(())).await?;
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// A new one-time code for registration `id` made at `now`: the row to store (hash only,
+    /// fresh expiry, no attempts) and the approval that shows the code once.
+    fn fresh_code(&self, id: &str, now: OffsetDateTime) -> (CodeRow, Approval) {
+        let (code, hash) = new_code(id);
+        let expires_at = (now + self.inner.config.code_ttl()).unix_timestamp();
+        let row = CodeRow {
+            registration_id: id.to_owned(),
+            code_hash: hash.to_vec(),
+            created_at: now.unix_timestamp(),
+            expires_at,
+            attempts: 0,
+            used_at: None,
+            serial: None,
+        };
+        let approval = Approval::Code {
+            registration_id: id.to_owned(),
+            code: code.to_string(),
+            expires_at,
+            max_attempts: self.inner.config.enrolment.max_attempts.get(),
+        };
+        (row, approval)
     }
 
     // ---- enrolment and renewal -----------------------------------------------------------

@@ -683,26 +683,8 @@ impl Store {
     /// # Errors
     /// [`Error::Store`].
     pub async fn code(&self, registration_id: &str) -> Result<Option<CodeRow>, Error> {
-        let row = sqlx::query(
-            "SELECT registration_id, code_hash, created_at, expires_at, attempts, used_at, serial \
-             FROM enrolment_codes WHERE registration_id = $1",
-        )
-        .bind(registration_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(CodeRow {
-                registration_id: r.try_get(0)?,
-                code_hash: r.try_get(1)?,
-                created_at: r.try_get(2)?,
-                expires_at: r.try_get(3)?,
-                attempts: r.try_get(4)?,
-                used_at: r.try_get(5)?,
-                serial: r.try_get(6)?,
-            })
-        })
-        .transpose()
-        .map_err(|e: sqlx::Error| Error::from(e))
+        let mut conn = self.pool.acquire().await?;
+        self.code_in(&mut conn, registration_id).await
     }
 
     /// Counts a wrong code against a registration's code (committed at once).

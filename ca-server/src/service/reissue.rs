@@ -20,9 +20,8 @@
 
 use signer_lib::audit::EventType;
 
-use super::{Approval, Ca, Caller, Role, new_code, registration_id, require};
+use super::{Approval, Ca, Caller, Role, registration_id, require};
 use crate::Error;
-use crate::store::CodeRow;
 
 impl Ca {
     /// Re-issues the enrolment code of an approved, not yet enrolled registration (security
@@ -71,26 +70,11 @@ impl Ca {
             }
             Approval::Pending { registration_id: id.clone(), approvals: 0, needed }
         } else {
-            let (code, hash) = new_code(&id);
-            let expires_at = (now + self.inner.config.code_ttl()).unix_timestamp();
-            let code_row = CodeRow {
-                registration_id: id.clone(),
-                code_hash: hash.to_vec(),
-                created_at: now.unix_timestamp(),
-                expires_at,
-                attempts: 0,
-                used_at: None,
-                serial: None,
-            };
+            let (code_row, approval) = self.fresh_code(&id, now);
             if !store.replace_code(&mut tx, &code_row).await? {
                 return Err(conflict("has its code claimed by an enrolment"));
             }
-            Approval::Code {
-                registration_id: id.clone(),
-                code: code.to_string(),
-                expires_at,
-                max_attempts: self.inner.config.enrolment.max_attempts.get(),
-            }
+            approval
         };
         self.audit(caller, EventType::CredentialChanged, Some(&id), Ok(())).await?;
         tx.commit().await?;
