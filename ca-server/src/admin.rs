@@ -157,7 +157,8 @@ impl Admin {
     }
 }
 
-/// The database row of a certificate an administrator command issued (status `good`).
+/// The database row of a certificate the ceremony or an administrator command issued (status
+/// `good`), with its DER.
 pub(crate) fn certificate_row(
     issuer: &str,
     profile: &str,

@@ -390,7 +390,7 @@ impl Ceremony<'_> {
             });
 
             for (profile, cert) in [("ocsp-signer", &ocsp), ("tsa", &tsa)] {
-                pending.certificates.push(new_certificate(id, profile, cert)?);
+                pending.certificates.push(crate::admin::certificate_row(id, profile, cert)?);
             }
             pending.issuers.push(IssuerRow {
                 id: id.to_owned(),
@@ -428,7 +428,7 @@ impl Ceremony<'_> {
         let tls_path = certs_dir.join("tls-server.pem");
         let chain = [pem(&tls)?, pem(&p256_issuing)?, pem(&p256_root)?].concat();
         write_new_file(&tls_path, chain.as_bytes(), 0o644)?;
-        pending.certificates.push(new_certificate("p256", "tls-server", &tls)?);
+        pending.certificates.push(crate::admin::certificate_row("p256", "tls-server", &tls)?);
 
         // The bootstrap administrators.
         let mut bootstrap = Vec::new();
@@ -468,7 +468,7 @@ impl Ceremony<'_> {
                 role: role.name().to_owned(),
                 created_at: now,
             });
-            pending.certificates.push(new_certificate("p256", "officer", &cert)?);
+            pending.certificates.push(crate::admin::certificate_row("p256", "officer", &cert)?);
             bootstrap.push(BootstrapIdentity {
                 name: name.to_owned(),
                 role,
@@ -506,25 +506,6 @@ impl Ceremony<'_> {
             bootstrap,
         })
     }
-}
-
-/// The row of a certificate the ceremony issued.
-fn new_certificate(issuer: &str, profile: &str, cert: &Certificate) -> Result<(NewCertificate, Vec<u8>), Error> {
-    let validity = &cert.tbs_certificate.validity;
-    let seconds = |t| policies::issuer::offset_date_time(t).map_or(0, OffsetDateTime::unix_timestamp);
-    Ok((
-        NewCertificate {
-            serial: serial_hex(cert),
-            issuer: issuer.to_owned(),
-            subject: cert.tbs_certificate.subject.to_string(),
-            profile: profile.to_owned(),
-            registration_id: None,
-            uscc: None,
-            not_before: seconds(validity.not_before),
-            not_after: seconds(validity.not_after),
-        },
-        der(cert)?,
-    ))
 }
 
 fn serial_hex(cert: &Certificate) -> String {
