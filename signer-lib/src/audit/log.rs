@@ -1115,7 +1115,7 @@ async fn commit<S: AuditStore>(
                 r.index = i;
                 next.push(alg, r.leaf_hash, |id, h| nodes.push((id, *h)));
             }
-            match store.append(first, records, &nodes).await {
+            match store.append(first, std::mem::take(records), nodes).await {
                 Ok(()) => {
                     *tree = Some(next);
                     Ok(first)

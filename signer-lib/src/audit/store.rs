@@ -209,8 +209,8 @@ pub trait AuditStore: Send + Sync + fmt::Debug + 'static {
     fn append(
         &self,
         first: u64,
-        records: &[StoredRecord],
-        nodes: &[(NodeId, Hash)],
+        records: Vec<StoredRecord>,
+        nodes: Vec<(NodeId, Hash)>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// The number of leaves: one past the highest level-0 node.
@@ -371,7 +371,7 @@ impl AuditStore for Store {
     async fn metadata(&self) -> Result<LogMetadata, Error> {
         forward!(self, s => s.metadata())
     }
-    async fn append(&self, first: u64, records: &[StoredRecord], nodes: &[(NodeId, Hash)]) -> Result<(), Error> {
+    async fn append(&self, first: u64, records: Vec<StoredRecord>, nodes: Vec<(NodeId, Hash)>) -> Result<(), Error> {
         forward!(self, s => s.append(first, records, nodes))
     }
     async fn leaf_count(&self) -> Result<u64, Error> {

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::sql::{Dialect, POSTGRES_INSERTS, Placeholders, STATEMENT_CACHE, impl_audit_store};
+use super::sql::{Dialect, POSTGRES_INSERTS, Placeholders, STATEMENT_CACHE, impl_audit_store, impl_sqlx_rows};
 use crate::Error;
 
 /// An audit log in a PostgreSQL database (in the first schema of the search path).
@@ -45,4 +45,5 @@ static POSTGRES: Dialect = Dialect {
     placeholders: Placeholders::Numbered,
 };
 
-impl_audit_store!(PostgresStore, sqlx::Postgres, POSTGRES, POSTGRES_INSERTS);
+impl_audit_store!(PostgresStore, sqlx::Postgres, POSTGRES);
+impl_sqlx_rows!(PostgresStore, sqlx::Postgres, POSTGRES, POSTGRES_INSERTS);

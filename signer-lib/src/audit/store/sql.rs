@@ -183,8 +183,6 @@ impl Inserts {
     }
 }
 
-/// The SQLite INSERTs.
-pub(super) static SQLITE_INSERTS: LazyLock<Inserts> = LazyLock::new(|| Inserts::new(Placeholders::Anonymous));
 /// The PostgreSQL INSERTs.
 pub(super) static POSTGRES_INSERTS: LazyLock<Inserts> = LazyLock::new(|| Inserts::new(Placeholders::Numbered));
 
@@ -300,10 +298,11 @@ pub(super) struct Dialect {
 }
 
 /// Implements [`super::AuditStore`] for `$store`, a struct with `pool: sqlx::Pool<$db>` for reads
-/// and `write: sqlx::Pool<$db>` for writes, where `$dialect` is the [`Dialect`] and `$inserts`
-/// are the dialect's multi-row INSERTs.
+/// and `write: sqlx::Pool<$db>` for writes, where `$dialect` is the [`Dialect`]. The store's
+/// inherent `append_rows` and `scan_rows` do the two hot loops ([`impl_sqlx_rows`] makes them
+/// with sqlx).
 macro_rules! impl_audit_store {
-    ($store:ty, $db:ty, $dialect:expr, $inserts:expr) => {
+    ($store:ty, $db:ty, $dialect:expr) => {
         impl $crate::audit::store::AuditStore for $store {
             async fn init(&self, metadata: &$crate::audit::store::LogMetadata) -> Result<(), $crate::Error> {
                 use $crate::audit::store::sql::db_err;
@@ -420,45 +419,15 @@ macro_rules! impl_audit_store {
             async fn append(
                 &self,
                 first: u64,
-                records: &[$crate::audit::store::StoredRecord],
-                nodes: &[($crate::audit::merkle::NodeId, $crate::audit::merkle::Hash)],
+                records: Vec<$crate::audit::store::StoredRecord>,
+                nodes: Vec<($crate::audit::merkle::NodeId, $crate::audit::merkle::Hash)>,
             ) -> Result<(), $crate::Error> {
-                use $crate::audit::store::sql::{chunks, db_err, to_db};
-                use $crate::audit::store::{leaf_key, text_key};
-                let inserts: &$crate::audit::store::sql::Inserts = &$inserts;
-                // No separate size check: leaf `first` is node (0, first), so a writer whose idea
-                // of the size is stale collides with the primary key and nothing is written.
                 if records.first().map(|r| r.index) != Some(first) {
                     return Err($crate::Error::Audit("an append batch must start at the writer's size".into()));
                 }
-                let mut tx = self.write.begin_with($dialect.begin_write).await.map_err(db_err("begin"))?;
-                for (stmt, start, end) in chunks(records.len()) {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(inserts.records[stmt].clone()));
-                    for r in &records[start..end] {
-                        q = q
-                            .bind(to_db(r.index)?)
-                            .bind(r.time)
-                            .bind(r.actor.as_str())
-                            .bind(r.event.as_str())
-                            .bind(r.object.as_deref())
-                            .bind(r.der.as_slice())
-                            .bind(&r.leaf_hash[..])
-                            .bind(leaf_key(&r.leaf_hash))
-                            .bind(text_key(&r.actor))
-                            .bind(r.object.as_deref().map(text_key));
-                    }
-                    q.execute(&mut *tx).await.map_err(db_err("inserting audit records"))?;
-                }
-                for (stmt, start, end) in chunks(nodes.len()) {
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(inserts.nodes[stmt].clone()));
-                    for (id, hash) in &nodes[start..end] {
-                        q = q.bind(i64::from(id.level)).bind(to_db(id.index)?).bind(&hash[..]);
-                    }
-                    q.execute(&mut *tx)
-                        .await
-                        .map_err(db_err("inserting tree nodes (a second writer appending to this log?)"))?;
-                }
-                tx.commit().await.map_err(db_err("committing audit records"))
+                // No separate size check: leaf `first` is node (0, first), so a writer whose idea
+                // of the size is stale collides with the primary key and nothing is written.
+                self.append_rows(records, nodes).await
             }
 
             async fn leaf_count(&self) -> Result<u64, $crate::Error> {
@@ -547,30 +516,11 @@ macro_rules! impl_audit_store {
                 rows.iter().map(record_from_row).collect()
             }
 
-            async fn scan_leaves<F>(&self, from: u64, end: u64, mut check: F) -> Result<(), $crate::Error>
+            async fn scan_leaves<F>(&self, from: u64, end: u64, check: F) -> Result<(), $crate::Error>
             where
                 F: FnMut(&$crate::audit::store::LeafRow<'_>) -> Result<(), $crate::Error> + Send,
             {
-                use $crate::audit::store::sql::{SCAN_LEAVES, db_err, to_db};
-                // The rows are checked as the driver hands them over (no Vec of rows, no owned
-                // copies of their columns); the first failed check ends the query.
-                let mut failed = None;
-                let done = sqlx::query(SCAN_LEAVES)
-                    .bind(to_db(from)?)
-                    .bind(to_db(end)?)
-                    .try_map(|row: <$db as sqlx::Database>::Row| {
-                        leaf_from_row(&row).and_then(|leaf| check(&leaf)).map_err(|e| {
-                            failed = Some(e);
-                            sqlx::Error::RowNotFound // stops the stream; `failed` says why
-                        })
-                    })
-                    .fetch_all(&self.pool)
-                    .await;
-                match (failed, done) {
-                    (Some(e), _) => Err(e),
-                    (None, Ok(_)) => Ok(()),
-                    (None, Err(e)) => Err(db_err("reading audit records")(e)),
-                }
+                self.scan_rows(from, end, check).await
             }
 
             async fn record(&self, index: u64) -> Result<Option<$crate::audit::store::StoredRecord>, $crate::Error> {
@@ -745,16 +695,6 @@ macro_rules! impl_audit_store {
             })
         }
 
-        /// A row of [`SCAN_LEAVES`](super::sql::SCAN_LEAVES), borrowed.
-        fn leaf_from_row(
-            row: &<$db as sqlx::Database>::Row,
-        ) -> Result<$crate::audit::store::LeafRow<'_>, $crate::Error> {
-            use sqlx::Row as _;
-            use $crate::audit::store::sql::{db_err, unpack_leaf_row};
-            let e = db_err("audit record");
-            unpack_leaf_row(row.try_get(2).map_err(&e)?, row.try_get(0).map_err(&e)?, row.try_get(1).map_err(&e)?)
-        }
-
         /// A head row.
         fn head_from_row(row: &<$db as sqlx::Database>::Row) -> Result<$crate::audit::store::StoredHead, $crate::Error> {
             use sqlx::Row as _;
@@ -773,6 +713,92 @@ macro_rules! impl_audit_store {
 
 pub(super) use impl_audit_store;
 
+/// The batch insert and the verification scan through sqlx (the PostgreSQL store's; SQLite has
+/// its own, see `sqlite.rs`), as inherent methods of `$store` that [`impl_audit_store`] calls.
+macro_rules! impl_sqlx_rows {
+    ($store:ty, $db:ty, $dialect:expr, $inserts:expr) => {
+        impl $store {
+            /// Inserts a batch in one transaction, in multi-row INSERTs.
+            async fn append_rows(
+                &self,
+                records: Vec<$crate::audit::store::StoredRecord>,
+                nodes: Vec<($crate::audit::merkle::NodeId, $crate::audit::merkle::Hash)>,
+            ) -> Result<(), $crate::Error> {
+                use $crate::audit::store::sql::{chunks, db_err, to_db};
+                use $crate::audit::store::{leaf_key, text_key};
+                let inserts: &$crate::audit::store::sql::Inserts = &$inserts;
+                let mut tx = self.write.begin_with($dialect.begin_write).await.map_err(db_err("begin"))?;
+                for (stmt, start, end) in chunks(records.len()) {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(inserts.records[stmt].clone()));
+                    for r in &records[start..end] {
+                        q = q
+                            .bind(to_db(r.index)?)
+                            .bind(r.time)
+                            .bind(r.actor.as_str())
+                            .bind(r.event.as_str())
+                            .bind(r.object.as_deref())
+                            .bind(r.der.as_slice())
+                            .bind(&r.leaf_hash[..])
+                            .bind(leaf_key(&r.leaf_hash))
+                            .bind(text_key(&r.actor))
+                            .bind(r.object.as_deref().map(text_key));
+                    }
+                    q.execute(&mut *tx).await.map_err(db_err("inserting audit records"))?;
+                }
+                for (stmt, start, end) in chunks(nodes.len()) {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(inserts.nodes[stmt].clone()));
+                    for (id, hash) in &nodes[start..end] {
+                        q = q.bind(i64::from(id.level)).bind(to_db(id.index)?).bind(&hash[..]);
+                    }
+                    q.execute(&mut *tx)
+                        .await
+                        .map_err(db_err("inserting tree nodes (a second writer appending to this log?)"))?;
+                }
+                tx.commit().await.map_err(db_err("committing audit records"))
+            }
+
+            /// Streams [`SCAN_LEAVES`](super::sql::SCAN_LEAVES) rows through `check`.
+            async fn scan_rows<F>(&self, from: u64, end: u64, mut check: F) -> Result<(), $crate::Error>
+            where
+                F: FnMut(&$crate::audit::store::LeafRow<'_>) -> Result<(), $crate::Error> + Send,
+            {
+                use $crate::audit::store::sql::{SCAN_LEAVES, db_err, to_db};
+                // The rows are checked as the driver hands them over (no Vec of rows, no owned
+                // copies of their columns); the first failed check ends the query.
+                let mut failed = None;
+                let done = sqlx::query(SCAN_LEAVES)
+                    .bind(to_db(from)?)
+                    .bind(to_db(end)?)
+                    .try_map(|row: <$db as sqlx::Database>::Row| {
+                        leaf_from_row(&row).and_then(|leaf| check(&leaf)).map_err(|e| {
+                            failed = Some(e);
+                            sqlx::Error::RowNotFound // stops the stream; `failed` says why
+                        })
+                    })
+                    .fetch_all(&self.pool)
+                    .await;
+                match (failed, done) {
+                    (Some(e), _) => Err(e),
+                    (None, Ok(_)) => Ok(()),
+                    (None, Err(e)) => Err(db_err("reading audit records")(e)),
+                }
+            }
+        }
+
+        /// A row of [`SCAN_LEAVES`](super::sql::SCAN_LEAVES), borrowed.
+        fn leaf_from_row(
+            row: &<$db as sqlx::Database>::Row,
+        ) -> Result<$crate::audit::store::LeafRow<'_>, $crate::Error> {
+            use sqlx::Row as _;
+            use $crate::audit::store::sql::{db_err, unpack_leaf_row};
+            let e = db_err("audit record");
+            unpack_leaf_row(row.try_get(2).map_err(&e)?, row.try_get(0).map_err(&e)?, row.try_get(1).map_err(&e)?)
+        }
+    };
+}
+
+pub(super) use impl_sqlx_rows;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -785,7 +811,10 @@ mod tests {
         assert_eq!(chunks(600), vec![(255, 0, 256), (255, 256, 512), (87, 512, 600)]);
         assert_eq!(POSTGRES_INSERTS.records.len(), MAX_ROWS_PER_INSERT);
         assert!(POSTGRES_INSERTS.records[1].ends_with("($11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"));
-        assert!(SQLITE_INSERTS.nodes[1].ends_with("VALUES (?, ?, ?), (?, ?, ?)"));
+        assert!(
+            insert_sql("audit_nodes", "level, idx, hash", 3, 2, Placeholders::Anonymous)
+                .ends_with("VALUES (?, ?, ?), (?, ?, ?)")
+        );
     }
 
     #[test]

@@ -21,14 +21,20 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-use super::sql::{Dialect, Placeholders, SQLITE_INSERTS, STATEMENT_CACHE, impl_audit_store};
+use super::sql::{Dialect, Placeholders, STATEMENT_CACHE, impl_audit_store};
+use super::{LeafRow, StoredRecord};
 use crate::Error;
+use crate::audit::merkle::{Hash, NodeId};
+
+mod direct;
 
 /// An audit log in a SQLite file.
 ///
-/// Writes go through one dedicated connection: SQLite keeps its page cache per connection and
-/// drops it when another connection has changed the file, so a single writer connection keeps
-/// the tree and index pages hot. Reads use a small pool of their own.
+/// Appends go through one dedicated connection (`direct.rs`, rusqlite): SQLite keeps its page
+/// cache per connection and drops it when another connection has changed the file, so a single
+/// appending connection keeps the tree and index pages hot. The rare other writes (creation,
+/// upgrade, signed heads, purges) use a sqlx connection of their own; reads use a small sqlx
+/// pool, except a full verification's scan, which is rusqlite's too.
 ///
 /// Checkpoints (copying the WAL back into the database file) run in a background task on a read
 /// connection, in PASSIVE mode, so the writer does not stop for them; the writer's own automatic
@@ -37,6 +43,7 @@ use crate::Error;
 pub struct SqliteStore {
     pool: SqlitePool,
     write: SqlitePool,
+    direct: Arc<direct::Direct>,
     _checkpointer: Arc<AbortOnDrop>,
 }
 
@@ -76,6 +83,10 @@ impl SqliteStore {
     /// [`Error::Store`] when the URL is bad or the file cannot be opened.
     pub async fn connect(url: &str, create: bool) -> Result<Self, Error> {
         let (url, synchronous) = split_synchronous(url)?;
+        let direct_synchronous = match synchronous {
+            SqliteSynchronous::Normal => "NORMAL",
+            _ => "FULL",
+        };
         let options = SqliteConnectOptions::from_str(&url)
             .map_err(|e| Error::Store(format!("bad SQLite URL: {e}")))?
             .create_if_missing(create)
@@ -99,7 +110,7 @@ impl SqliteStore {
                 .test_before_acquire(false) // a local file: a broken connection fails the statement anyway
                 .connect_with(options.clone().pragma("cache_size", cache_kib))
         };
-        let write = open(1, WRITER_CACHE_KIB)
+        let write = open(1, READER_CACHE_KIB)
             .await
             .map_err(|e| Error::Store(format!("cannot open the SQLite audit store: {e}")))?;
         let pool = open(4, READER_CACHE_KIB)
@@ -114,7 +125,24 @@ impl SqliteStore {
                 let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&checkpoints).await;
             }
         });
-        Ok(Self { pool, write, _checkpointer: Arc::new(AbortOnDrop(task.abort_handle())) })
+        let direct = Arc::new(direct::Direct::new(options.get_filename().to_path_buf(), direct_synchronous));
+        Ok(Self { pool, write, direct, _checkpointer: Arc::new(AbortOnDrop(task.abort_handle())) })
+    }
+
+    /// The batch insert of `append` (after its checks), on the rusqlite writer.
+    async fn append_rows(&self, records: Vec<StoredRecord>, nodes: Vec<(NodeId, Hash)>) -> Result<(), Error> {
+        let direct = Arc::clone(&self.direct);
+        tokio::task::spawn_blocking(move || direct.append(&records, &nodes))
+            .await
+            .map_err(|e| Error::Store(format!("the audit append stopped: {e}")))?
+    }
+
+    /// The scan of `scan_leaves`, on a rusqlite reader.
+    async fn scan_rows<F>(&self, from: u64, end: u64, check: F) -> Result<(), Error>
+    where
+        F: FnMut(&LeafRow<'_>) -> Result<(), Error> + Send,
+    {
+        self.direct.scan(from, end, check).await
     }
 }
 
@@ -162,4 +190,4 @@ static SQLITE: Dialect = Dialect {
     placeholders: Placeholders::Anonymous,
 };
 
-impl_audit_store!(SqliteStore, sqlx::Sqlite, SQLITE, SQLITE_INSERTS);
+impl_audit_store!(SqliteStore, sqlx::Sqlite, SQLITE);
