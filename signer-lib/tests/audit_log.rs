@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use signer_lib::audit::merkle::MemoryTree;
+use signer_lib::audit::store::EPOCH_BITS;
 use signer_lib::audit::{
     Actor, AuditLog, AuditRecord, Checkpoint, EventType, HashAlgorithm, Outcome, PurgeOptions, QueryFilter, Role,
     verify_archive,
@@ -82,6 +83,38 @@ impl Db {
                 let r = sqlx::raw_sql(sql).execute(&pool).await.map(drop).map_err(|e| e.to_string());
                 pool.close().await;
                 r
+            }
+        }
+    }
+
+    /// The first column of the first row of `sql`, as text.
+    async fn text(&self, sql: &str) -> String {
+        let sql = AssertSqlSafe(sql.to_owned());
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+                let text = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                text
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+                let text = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                text
+            }
+        }
+    }
+
+    /// How the index `name` is defined.
+    async fn index_definition(&self, name: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => self.text(&format!("SELECT sql FROM sqlite_master WHERE name = '{name}'")).await,
+            Backend::Postgres => {
+                self.text(&format!(
+                    "SELECT indexdef FROM pg_indexes WHERE indexname = '{name}' AND schemaname = current_schema()"
+                ))
+                .await
             }
         }
     }
@@ -601,6 +634,84 @@ async fn upgrades_a_format_1_log_on_open(db: Db) {
     assert_eq!(AuditLog::open(&db.url).await.unwrap().size().await.unwrap(), 31);
 }
 
+/// Turns a new log back into store format 2 (lookup keys, object and leaf indexes without the
+/// epoch), as logs made before format 3 are.
+async fn downgrade_to_format_2(db: &Db) {
+    let (drop_guard, old_indexes) = match db.backend {
+        Backend::Sqlite => (
+            "DROP TRIGGER audit_metadata_no_update;",
+            "CREATE INDEX audit_records_object ON audit_records (object_key); \
+             CREATE INDEX audit_records_leaf ON audit_records (leaf_key);",
+        ),
+        Backend::Postgres => (
+            "DROP TRIGGER audit_metadata_no_change ON audit_metadata;",
+            "CREATE INDEX audit_records_object ON audit_records (object_key, idx); \
+             CREATE INDEX audit_records_leaf ON audit_records (leaf_key);",
+        ),
+    };
+    db.exec(&format!(
+        "DROP INDEX audit_records_object; DROP INDEX audit_records_leaf; {old_indexes} {drop_guard} \
+         UPDATE audit_metadata SET format = 2 WHERE id = 1;"
+    ))
+    .await;
+}
+
+async fn upgrades_a_format_2_log_on_open(db: Db) {
+    let (log, key) = filled(&db, 30).await;
+    let head = log.sign_head().await.unwrap();
+    let leaf = log.record(17).await.unwrap().unwrap().leaf_hash;
+    log.close().await;
+    downgrade_to_format_2(&db).await;
+    assert!(!db.index_definition("audit_records_leaf").await.contains(">> 16"));
+
+    let log = AuditLog::open_writer(&db.url, key).await.unwrap();
+    for index in ["audit_records_leaf", "audit_records_object"] {
+        let definition = db.index_definition(index).await;
+        assert!(definition.contains(&format!(">> {EPOCH_BITS}")), "{definition}");
+    }
+    assert_eq!(log.verify(|_, _| {}).await.unwrap().root, *head.root());
+    assert_eq!(log.inclusion_proof_by_leaf_hash(&leaf, 30).await.unwrap().leaf_index, 17);
+    let by_object =
+        log.query(&QueryFilter { object: Some("serial:000a".into()), ..QueryFilter::default() }).await.unwrap();
+    assert_eq!(by_object.iter().map(|r| r.index).collect::<Vec<_>>(), vec![10]);
+    assert_eq!(log.append(&rec(30)).await.unwrap(), 30);
+    assert!(db.try_exec("UPDATE audit_metadata SET format = 2").await.is_err());
+    log.close().await;
+    assert_eq!(AuditLog::open(&db.url).await.unwrap().size().await.unwrap(), 31);
+}
+
+/// Lookups by leaf hash and by object probe every epoch of the log: records of the first and of
+/// the second epoch are found, and paging by index skips the epochs before it.
+async fn finds_records_in_every_epoch(db: Db) {
+    let log = AuditLog::create(&db.url, ed25519(), HashAlgorithm::Sha256, ORIGIN).await.unwrap();
+    let n = (1u64 << EPOCH_BITS) + 5;
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move { (i, log.append(&rec(i)).await.unwrap()) })
+        })
+        .collect();
+    let mut index_of = vec![0; usize::try_from(n).unwrap()];
+    for task in tasks {
+        let (i, index) = task.await.unwrap();
+        index_of[usize::try_from(i).unwrap()] = index;
+    }
+    log.sign_head().await.unwrap();
+    let (first, last) =
+        (index_of.iter().position(|&x| x == 2).unwrap(), index_of.iter().position(|&x| x == n - 2).unwrap());
+    for i in [first, last] {
+        let index = index_of[i];
+        let leaf = log.record(index).await.unwrap().unwrap().leaf_hash;
+        assert_eq!(log.inclusion_proof_by_leaf_hash(&leaf, n).await.unwrap().leaf_index, index);
+        let object = Some(format!("serial:{i:04x}"));
+        let found = log.query(&QueryFilter { object: object.clone(), ..QueryFilter::default() }).await.unwrap();
+        assert_eq!(found.iter().map(|r| r.index).collect::<Vec<_>>(), vec![index]);
+        let after = QueryFilter { object, from_index: Some(index + 1), ..QueryFilter::default() };
+        assert!(log.query(&after).await.unwrap().is_empty());
+    }
+    log.close().await;
+}
+
 async fn detects_an_edited_lookup_key(db: Db) {
     let (log, _) = filled(&db, 20).await;
     log.sign_head().await.unwrap();
@@ -675,6 +786,8 @@ on_both_stores!(
     purges_after_archiving_and_keeps_proofs_working,
     works_with_sm2_and_p256_keys_and_sm3_hashing,
     upgrades_a_format_1_log_on_open,
+    upgrades_a_format_2_log_on_open,
+    finds_records_in_every_epoch,
     detects_an_edited_lookup_key,
     detects_a_missing_or_edited_leaf_node,
 );

@@ -42,6 +42,7 @@ static POSTGRES: Dialect = Dialect {
     begin_write: "BEGIN",
     lock_format: "SELECT format FROM audit_metadata WHERE id = 1 FOR UPDATE",
     upgrade_2: include_str!("postgres_upgrade_2.sql"),
+    upgrade_3: include_str!("postgres_upgrade_3.sql"),
     placeholders: Placeholders::Numbered,
 };
 

@@ -1,11 +1,12 @@
--- eport-pki audit log, PostgreSQL dialect, store format 2 (format 1 is upgraded by postgres_upgrade_2.sql).
+-- eport-pki audit log, PostgreSQL dialect, store format 3 (older formats are upgraded by
+-- postgres_upgrade_2.sql, from 1 to 2, and postgres_upgrade_3.sql, from 2 to 3).
 -- Run once, in one transaction, by AuditStore::init. The SQLite file has the same tables.
 -- Integers are Unix milliseconds (time_ms) or tree positions (idx, level, tree_size). The tables
 -- go into the first schema of the connection's search_path.
 
 CREATE TABLE audit_metadata (
     id             BIGINT PRIMARY KEY CHECK (id = 1),
-    format         BIGINT NOT NULL,   -- store format, 2
+    format         BIGINT NOT NULL,   -- store format, 3
     hash_algorithm TEXT   NOT NULL,   -- sha256 | sm3, fixed at creation
     origin         TEXT   NOT NULL,   -- checkpoint origin line and key name
     public_key     BYTEA  NOT NULL,   -- SPKI DER of the tree-head signer
@@ -16,6 +17,8 @@ CREATE TABLE audit_metadata (
 -- columns are copies for queries, checked against the DER by a full verification. The *_key
 -- columns are 64-bit lookup keys (store.rs: leaf_key, text_key): the indexes on random values
 -- hold them instead of the values, and a lookup compares the full value on the rows it finds.
+-- The object and leaf indexes lead with the epoch idx >> 16 (store.rs: EPOCH_BITS), so that
+-- appends write only the current epoch's pages of them.
 CREATE TABLE audit_records (
     idx        BIGINT PRIMARY KEY,
     time_ms    BIGINT NOT NULL,
@@ -31,8 +34,8 @@ CREATE TABLE audit_records (
 CREATE INDEX audit_records_time ON audit_records (time_ms);
 CREATE INDEX audit_records_actor ON audit_records (actor_key, idx);
 CREATE INDEX audit_records_event ON audit_records (event, idx);
-CREATE INDEX audit_records_object ON audit_records (object_key, idx);
-CREATE INDEX audit_records_leaf ON audit_records (leaf_key);
+CREATE INDEX audit_records_object ON audit_records ((idx >> 16), object_key, idx);
+CREATE INDEX audit_records_leaf ON audit_records ((idx >> 16), leaf_key);
 
 -- Every perfect subtree (2^level leaves from leaf idx * 2^level), leaves included; kept when
 -- records are purged so that proofs for later records still work.

@@ -5,7 +5,7 @@
 use std::sync::{Arc, LazyLock};
 
 use super::super::merkle::Hash;
-use super::{QueryFilter, text_key};
+use super::{EPOCH_BITS, QueryFilter, text_key};
 use crate::Error;
 
 /// The most rows in one multi-row INSERT. A batch becomes full statements of this size and one
@@ -215,8 +215,24 @@ pub(super) enum Param {
     Text(String),
 }
 
-/// The SQL and parameters of a [`QueryFilter`]. Only placeholders carry the values.
-pub(super) fn query_sql(filter: &QueryFilter) -> Result<(String, Vec<Param>), Error> {
+/// `(idx >> 16) IN (…)` for the epochs (see [`EPOCH_BITS`]) of the records `from..=last`: the
+/// condition that lets a lookup on the object or leaf-hash index probe each epoch. The epochs
+/// are integers computed here, written into the SQL as literals.
+pub(super) fn epochs_sql(from: u64, last: u64) -> String {
+    let mut sql = format!("(idx >> {EPOCH_BITS}) IN (");
+    for (i, epoch) in ((from >> EPOCH_BITS)..=(last >> EPOCH_BITS)).enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&epoch.to_string());
+    }
+    sql.push(')');
+    sql
+}
+
+/// The SQL and parameters of a [`QueryFilter`] on a log whose last record is `last`. Only
+/// placeholders carry the values.
+pub(super) fn query_sql(filter: &QueryFilter, last: u64) -> Result<(String, Vec<Param>), Error> {
     let mut sql = format!("SELECT {RECORD_COLUMNS} FROM audit_records WHERE 1 = 1");
     let mut params = Vec::new();
     let mut add = |cond: &str, p: Param| {
@@ -239,7 +255,8 @@ pub(super) fn query_sql(filter: &QueryFilter) -> Result<(String, Vec<Param>), Er
         add("event =", Param::Text(e.name().to_owned()));
     }
     if let Some(o) = &filter.object {
-        add("object_key =", Param::Int(text_key(o)));
+        let epochs = epochs_sql(filter.from_index.unwrap_or(0), last);
+        add(&format!("{epochs} AND object_key ="), Param::Int(text_key(o)));
         add("object =", Param::Text(o.clone()));
     }
     if let Some(i) = filter.from_index {
@@ -293,6 +310,8 @@ pub(super) struct Dialect {
     pub(super) lock_format: &'static str,
     /// The format 1 → 2 upgrade script, in two halves around [`UPGRADE_FILL_MARKER`].
     pub(super) upgrade_2: &'static str,
+    /// The format 2 → 3 upgrade script.
+    pub(super) upgrade_3: &'static str,
     /// How the big statements write placeholders.
     pub(super) placeholders: Placeholders,
 }
@@ -328,11 +347,7 @@ macro_rules! impl_audit_store {
             }
 
             async fn upgrade(&self) -> Result<Option<i64>, $crate::Error> {
-                use sqlx::Row as _;
-                use $crate::audit::store::sql::{
-                    UPGRADE_FILL_MARKER, UPGRADE_READ, chunks, db_err, fill_keys_sql, stored_leaf_key,
-                };
-                use $crate::audit::store::text_key;
+                use $crate::audit::store::sql::db_err;
                 let dialect: &$crate::audit::store::sql::Dialect = &$dialect;
                 // Without a log (or a readable metadata row) there is nothing to upgrade, and
                 // `metadata` says what is wrong.
@@ -342,7 +357,7 @@ macro_rules! impl_audit_store {
                 else {
                     return Ok(None);
                 };
-                if format != 1 {
+                if !(1..$crate::audit::store::STORE_FORMAT).contains(&format) {
                     return Ok(None);
                 }
                 let mut tx = self.write.begin_with(dialect.begin_write).await.map_err(db_err("begin"))?;
@@ -350,45 +365,13 @@ macro_rules! impl_audit_store {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(db_err("reading the store format"))?;
-                if format != 1 {
+                if !(1..$crate::audit::store::STORE_FORMAT).contains(&format) {
                     return Ok(None); // another process upgraded it meanwhile
                 }
-                let (before, after) = dialect
-                    .upgrade_2
-                    .split_once(UPGRADE_FILL_MARKER)
-                    .ok_or_else(|| $crate::Error::Store("the upgrade script has no fill marker".into()))?;
-                sqlx::raw_sql(before).execute(&mut *tx).await.map_err(db_err("upgrading the audit store"))?;
-                let mut next = 0i64;
-                loop {
-                    let rows = sqlx::query(
-                        "SELECT idx, leaf_hash, actor, object FROM audit_records WHERE idx >= $1 ORDER BY idx LIMIT $2",
-                    )
-                    .bind(next)
-                    .bind(UPGRADE_READ)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(db_err("reading audit records to upgrade"))?;
-                    let mut keys = Vec::with_capacity(rows.len());
-                    for row in &rows {
-                        let idx: i64 = row.try_get(0).map_err(db_err("audit record"))?;
-                        let leaf: &[u8] = row.try_get(1).map_err(db_err("audit record"))?;
-                        let actor: &str = row.try_get(2).map_err(db_err("audit record"))?;
-                        let object: Option<&str> = row.try_get(3).map_err(db_err("audit record"))?;
-                        keys.push((idx, stored_leaf_key(leaf), text_key(actor), object.map(text_key)));
-                        next = idx + 1;
-                    }
-                    if keys.is_empty() {
-                        break;
-                    }
-                    for (_, start, end) in chunks(keys.len()) {
-                        let mut q = sqlx::query(sqlx::AssertSqlSafe(fill_keys_sql(end - start, dialect.placeholders)));
-                        for (idx, leaf, actor, object) in &keys[start..end] {
-                            q = q.bind(*idx).bind(*leaf).bind(*actor).bind(*object);
-                        }
-                        q.execute(&mut *tx).await.map_err(db_err("writing lookup keys"))?;
-                    }
+                if format == 1 {
+                    self.upgrade_1_to_2(&mut tx).await?;
                 }
-                sqlx::raw_sql(after).execute(&mut *tx).await.map_err(db_err("upgrading the audit store"))?;
+                sqlx::raw_sql(dialect.upgrade_3).execute(&mut *tx).await.map_err(db_err("upgrading the audit store"))?;
                 tx.commit().await.map_err(db_err("committing the store upgrade"))?;
                 Ok(Some(format))
             }
@@ -545,15 +528,19 @@ macro_rules! impl_audit_store {
             }
 
             async fn find_leaf(&self, leaf_hash: &$crate::audit::merkle::Hash) -> Result<Option<u64>, $crate::Error> {
-                use $crate::audit::store::sql::{db_err, from_db};
-                let idx: Option<i64> = sqlx::query_scalar(
-                    "SELECT idx FROM audit_records WHERE leaf_key = $1 AND leaf_hash = $2 ORDER BY idx LIMIT 1",
-                )
-                .bind($crate::audit::store::leaf_key(leaf_hash))
-                .bind(&leaf_hash[..])
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_err("looking up a leaf hash"))?;
+                use $crate::audit::store::sql::{db_err, epochs_sql, from_db};
+                let Some(last) = self.last_record_index().await? else { return Ok(None) };
+                let sql = format!(
+                    "SELECT idx FROM audit_records WHERE {} AND leaf_key = $1 AND leaf_hash = $2 ORDER BY idx LIMIT 1",
+                    epochs_sql(0, last)
+                );
+                let idx: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .persistent(false)
+                    .bind($crate::audit::store::leaf_key(leaf_hash))
+                    .bind(&leaf_hash[..])
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_err("looking up a leaf hash"))?;
                 idx.map(|i| from_db(i, "record index")).transpose()
             }
 
@@ -574,7 +561,8 @@ macro_rules! impl_audit_store {
                 filter: &$crate::audit::store::QueryFilter,
             ) -> Result<Vec<$crate::audit::store::StoredRecord>, $crate::Error> {
                 use $crate::audit::store::sql::{Param, db_err, query_sql};
-                let (sql, params) = query_sql(filter)?;
+                let Some(last) = self.last_record_index().await? else { return Ok(Vec::new()) };
+                let (sql, params) = query_sql(filter, last)?;
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
                 for p in params {
                     q = match p {
@@ -673,6 +661,58 @@ macro_rules! impl_audit_store {
             async fn close(&self) {
                 self.write.close().await;
                 self.pool.close().await;
+            }
+        }
+
+        impl $store {
+            /// Format 1 → 2 inside the upgrade transaction: adds and fills the lookup keys.
+            async fn upgrade_1_to_2(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+            ) -> Result<(), $crate::Error> {
+                use sqlx::Row as _;
+                use $crate::audit::store::sql::{
+                    UPGRADE_FILL_MARKER, UPGRADE_READ, chunks, db_err, fill_keys_sql, stored_leaf_key,
+                };
+                use $crate::audit::store::text_key;
+                let dialect: &$crate::audit::store::sql::Dialect = &$dialect;
+                let (before, after) = dialect
+                    .upgrade_2
+                    .split_once(UPGRADE_FILL_MARKER)
+                    .ok_or_else(|| $crate::Error::Store("the upgrade script has no fill marker".into()))?;
+                sqlx::raw_sql(before).execute(&mut **tx).await.map_err(db_err("upgrading the audit store"))?;
+                let mut next = 0i64;
+                loop {
+                    let rows = sqlx::query(
+                        "SELECT idx, leaf_hash, actor, object FROM audit_records WHERE idx >= $1 ORDER BY idx LIMIT $2",
+                    )
+                    .bind(next)
+                    .bind(UPGRADE_READ)
+                    .fetch_all(&mut **tx)
+                    .await
+                    .map_err(db_err("reading audit records to upgrade"))?;
+                    let mut keys = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        let idx: i64 = row.try_get(0).map_err(db_err("audit record"))?;
+                        let leaf: &[u8] = row.try_get(1).map_err(db_err("audit record"))?;
+                        let actor: &str = row.try_get(2).map_err(db_err("audit record"))?;
+                        let object: Option<&str> = row.try_get(3).map_err(db_err("audit record"))?;
+                        keys.push((idx, stored_leaf_key(leaf), text_key(actor), object.map(text_key)));
+                        next = idx + 1;
+                    }
+                    if keys.is_empty() {
+                        break;
+                    }
+                    for (_, start, end) in chunks(keys.len()) {
+                        let mut q = sqlx::query(sqlx::AssertSqlSafe(fill_keys_sql(end - start, dialect.placeholders)));
+                        for (idx, leaf, actor, object) in &keys[start..end] {
+                            q = q.bind(*idx).bind(*leaf).bind(*actor).bind(*object);
+                        }
+                        q.execute(&mut **tx).await.map_err(db_err("writing lookup keys"))?;
+                    }
+                }
+                sqlx::raw_sql(after).execute(&mut **tx).await.map_err(db_err("upgrading the audit store"))?;
+                Ok(())
             }
         }
 
@@ -828,11 +868,12 @@ mod tests {
             "SELECT level, idx, hash FROM audit_nodes WHERE (level = $1 AND idx = $2) OR (level = $3 AND idx = $4)"
         );
         let (sql, params) =
-            query_sql(&QueryFilter { from_time: Some(5), limit: 10, ..QueryFilter::default() }).unwrap();
+            query_sql(&QueryFilter { from_time: Some(5), limit: 10, ..QueryFilter::default() }, 9).unwrap();
         assert!(sql.ends_with("WHERE 1 = 1 AND time_ms >= $1 AND 1 = 1 ORDER BY idx LIMIT $2"), "{sql}");
         assert_eq!(params.len(), 2);
-        let (sql, _) = query_sql(&QueryFilter { object: Some("o".into()), ..QueryFilter::default() }).unwrap();
-        assert!(sql.contains("AND object_key = $1 AND object = $2 "), "{sql}");
+        let filter = QueryFilter { object: Some("o".into()), from_index: Some(70_000), ..QueryFilter::default() };
+        let (sql, _) = query_sql(&filter, 200_000).unwrap();
+        assert!(sql.contains("AND (idx >> 16) IN (1, 2, 3) AND object_key = $1 AND object = $2 "), "{sql}");
         assert_eq!(
             fill_keys_sql(2, Placeholders::Anonymous),
             "WITH v (i, l, a, o) AS (VALUES (?, ?, ?, ?), (?, ?, ?, ?)) UPDATE audit_records SET leaf_key = v.l, \
@@ -840,6 +881,25 @@ mod tests {
         );
         assert_eq!(stored_leaf_key(&[0, 0, 0, 0, 0, 0, 1, 2, 9]), 0x0102);
         assert_eq!(stored_leaf_key(&[0xff]), i64::from_be_bytes([0xff, 0, 0, 0, 0, 0, 0, 0]));
+    }
+
+    #[test]
+    fn the_schemas_use_the_epoch_of_the_code() {
+        assert_eq!(epochs_sql(0, 0), "(idx >> 16) IN (0)");
+        assert_eq!(epochs_sql(65_535, 65_536 * 2), "(idx >> 16) IN (0, 1, 2)");
+        let epoch = format!("idx >> {EPOCH_BITS}");
+        for schema in [
+            include_str!("sqlite.sql"),
+            include_str!("postgres.sql"),
+            include_str!("sqlite_upgrade_3.sql"),
+            include_str!("postgres_upgrade_3.sql"),
+        ] {
+            let indexes: Vec<_> = schema.lines().filter(|l| l.starts_with("CREATE INDEX")).collect();
+            for name in ["audit_records_object", "audit_records_leaf"] {
+                let line = indexes.iter().find(|l| l.contains(name)).expect("index defined");
+                assert!(line.contains(&epoch), "{line}");
+            }
+        }
     }
 
     #[test]

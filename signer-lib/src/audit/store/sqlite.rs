@@ -187,6 +187,7 @@ static SQLITE: Dialect = Dialect {
     begin_write: "BEGIN IMMEDIATE",
     lock_format: "SELECT format FROM audit_metadata WHERE id = 1",
     upgrade_2: include_str!("sqlite_upgrade_2.sql"),
+    upgrade_3: include_str!("sqlite_upgrade_3.sql"),
     placeholders: Placeholders::Anonymous,
 };
 
