@@ -318,7 +318,7 @@ pub(super) struct Dialect {
 
 /// Implements [`super::AuditStore`] for `$store`, a struct with `pool: sqlx::Pool<$db>` for reads
 /// and `write: sqlx::Pool<$db>` for writes, where `$dialect` is the [`Dialect`]. The store's
-/// inherent `append_rows` and `scan_rows` do the two hot loops ([`impl_sqlx_rows`] makes them
+/// inherent `append_rows`, `scan_rows` and `close_rows` do the two hot loops ([`impl_sqlx_rows`] makes them
 /// with sqlx).
 macro_rules! impl_audit_store {
     ($store:ty, $db:ty, $dialect:expr) => {
@@ -659,6 +659,7 @@ macro_rules! impl_audit_store {
             }
 
             async fn close(&self) {
+                self.close_rows();
                 self.write.close().await;
                 self.pool.close().await;
             }
@@ -758,6 +759,9 @@ pub(super) use impl_audit_store;
 macro_rules! impl_sqlx_rows {
     ($store:ty, $db:ty, $dialect:expr, $inserts:expr) => {
         impl $store {
+            /// Nothing of its own to close: the hot loops use the store's pools.
+            fn close_rows(&self) {}
+
             /// Inserts a batch in one transaction, in multi-row INSERTs.
             async fn append_rows(
                 &self,

@@ -137,6 +137,11 @@ impl SqliteStore {
             .map_err(|e| Error::Store(format!("the audit append stopped: {e}")))?
     }
 
+    /// Closes the rusqlite connections (part of `close`).
+    fn close_rows(&self) {
+        self.direct.close();
+    }
+
     /// The scan of `scan_leaves`, on a rusqlite reader.
     async fn scan_rows<F>(&self, from: u64, end: u64, check: F) -> Result<(), Error>
     where

@@ -67,6 +67,12 @@ impl Direct {
         Self { path, synchronous, writer: Mutex::new(None), reader: Mutex::new(None) }
     }
 
+    /// Closes the connections that are not in use (one in use is closed when its work ends).
+    pub(in crate::audit::store) fn close(&self) {
+        drop(self.writer.lock().unwrap_or_else(PoisonError::into_inner).take());
+        drop(self.reader.lock().unwrap_or_else(PoisonError::into_inner).take());
+    }
+
     /// A connection with the store's settings (see `sqlite.rs`).
     fn open(&self, cache_kib: &str) -> Result<Connection, Error> {
         let conn = Connection::open_with_flags(
