@@ -1,12 +1,13 @@
 //! Issuing a certificate from a profile, with pre-issuance linting.
 //!
 //! [`issue`] does what Boulder does (letsencrypt/boulder PR #4378): it builds the
-//! TBSCertificate, signs it with a **throwaway** software key of the issuer's algorithm, lints
-//! the result ([`crate::lint()`]), and only when the linter finds no error builds the
-//! TBSCertificate again, checks it is byte-for-byte the one that was linted, and has the
-//! real issuing key sign it. A certificate the linter refuses is never signed by the issuing
-//! key. The signature is then verified under the issuer's public key, which catches a faulty
-//! device or a key that is not the issuer's.
+//! TBSCertificate, signs it with a **throwaway** software key of the issuer's algorithm (one
+//! per algorithm, kept for the life of the process: see `lint_key`), lints the result
+//! ([`crate::lint()`]), and only when the linter finds no error builds the TBSCertificate
+//! again, checks it is byte-for-byte the one that was linted, and has the real issuing key
+//! sign it. A certificate the linter refuses is never signed by the issuing key. The
+//! signature is then verified under the issuer's public key, which catches a faulty device or
+//! a key that is not the issuer's.
 //!
 //! The TBSCertificate is assembled here directly rather than through
 //! `x509_cert::builder::CertificateBuilder`: exact control over every extension and its
@@ -15,6 +16,7 @@
 //! which breaks other crates that build with `Profile::Leaf`. What the builder would add —
 //! version 3, RFC 5280 time encoding, no unique identifiers — is done here the same way.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use der::asn1::{BitString, GeneralizedTime, UtcTime};
@@ -178,8 +180,7 @@ pub fn issue_with_warnings(
     // Pre-issuance linting: the same TBSCertificate, signed by a key nobody trusts.
     let linted = build_tbs(request, issuer, algorithm)?;
     let linted_der = linted.to_der().map_err(|e| Error::der("TBSCertificate", e))?;
-    let throwaway = SoftwareKey::generate(algorithm)?;
-    let precertificate = sign(linted, &linted_der, &throwaway)?;
+    let precertificate = sign(linted, &linted_der, lint_key(algorithm)?)?;
     let findings = lint(&precertificate, request.profile, issuer, now);
     if findings.iter().any(Finding::is_error) {
         return Err(Error::Lint(findings));
@@ -200,6 +201,38 @@ pub fn issue_with_warnings(
     )
     .map_err(|e| Error::BadIssuerSignature(e.to_string()))?;
     Ok((certificate, findings))
+}
+
+/// The throwaway key that signs what the linter checks: one software key per algorithm for the
+/// life of the process, generated at first use.
+///
+/// Its only purpose is that the certificate is first signed by a key that is not the issuer's
+/// (see the module documentation); what it signs is linted and dropped, and nothing trusts its
+/// public key, so one key serves every issuance, as Boulder keeps one lint signer per issuer.
+/// A fresh key per certificate cost a P-256 key generation in the pure-Rust `p256` crate on every
+/// issuance (about a tenth of the CA's CPU per enrolment); the signatures themselves go through
+/// [`SoftwareKey`], which signs P-256 with ring. It stays a software key, zeroised on drop like
+/// every [`SoftwareKey`]; being held in a static it is dropped only with the process, which is
+/// acceptable for a key that certifies nothing.
+///
+/// # Errors
+/// As [`SoftwareKey::generate`].
+fn lint_key(algorithm: SignatureAlgorithm) -> Result<&'static SoftwareKey, Error> {
+    const N: usize = SignatureAlgorithm::ALL.len();
+    static KEYS: [OnceLock<SoftwareKey>; N] = [const { OnceLock::new() }; N];
+    // Every algorithm is in ALL; one that is not would have no key to sign with.
+    let slot = SignatureAlgorithm::ALL
+        .iter()
+        .position(|&a| a == algorithm)
+        .and_then(|i| KEYS.get(i))
+        .ok_or_else(|| signer_lib::Error::UnsupportedAlgorithm { oid: algorithm.to_string() })?;
+    if let Some(key) = slot.get() {
+        return Ok(key);
+    }
+    // Threads that get here at once each generate one; the first stored is kept for good and
+    // the others are dropped (and zeroised) at once.
+    let key = SoftwareKey::generate(algorithm)?;
+    Ok(slot.get_or_init(|| key))
 }
 
 /// Signs DER `tbs_der` (the encoding of `tbs`) and assembles the certificate.
@@ -450,6 +483,15 @@ mod tests {
         let mut req = request(&profile, k.public_key_der());
         req.subject = SubjectData::Platform { common_name: "a.example".into(), dns_names: vec![] };
         assert!(matches!(issue(Some(&h.ca), &h.ca_key, &req, now()), Err(Error::InvalidSubject { .. })));
+    }
+
+    #[test]
+    fn keeps_one_lint_key_per_algorithm() {
+        for algorithm in SignatureAlgorithm::ALL {
+            let key = lint_key(algorithm).unwrap();
+            assert_eq!(key.algorithm(), algorithm);
+            assert!(std::ptr::eq(key, lint_key(algorithm).unwrap()), "{algorithm}: a second key");
+        }
     }
 
     #[test]
