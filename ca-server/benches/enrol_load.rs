@@ -17,6 +17,10 @@
 //! lint with a throwaway key, signing, storing and auditing each certificate before it is
 //! returned, plus the HTTP layer's own audit record of the call.
 //!
+//! Each line ends with the CPU time the whole process (all threads; in the HTTPS phase the load
+//! clients too) spent per certificate: on a shared machine it is steadier than the rate, and
+//! on C cores the rate cannot exceed C / that time.
+//!
 //! Environment: `EPORT_LOAD_N` (enrolments per phase, default 2000), `EPORT_LOAD_CLIENTS`
 //! (concurrent keep-alive clients, default 8), `EPORT_TEST_POSTGRES_URL` (adds the PostgreSQL run).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -87,13 +91,33 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn report(label: &str, elapsed: Duration, mut latencies: Vec<Duration>) {
+/// The CPU time this process has used so far, all threads, user and system: `utime` and
+/// `stime` of `/proc/self/stat`, in clock ticks of 10 ms (Linux's USER_HZ); `None` without
+/// procfs.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name, field 2, is in parentheses and may hold spaces; fields 3.. follow it.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().collect();
+    let ticks = |field: usize| fields.get(field - 3)?.parse::<u64>().ok();
+    Some(Duration::from_millis((ticks(14)? + ticks(15)?) * 10))
+}
+
+/// Prints a phase's figures; `cpu_before` is [`cpu_time`] when the phase started. The CPU time
+/// includes, in the HTTPS phase, the load clients' own (HTTP, TLS and JSON on their side).
+fn report(label: &str, elapsed: Duration, mut latencies: Vec<Duration>, cpu_before: Option<Duration>) {
     latencies.sort_unstable();
     #[allow(clippy::cast_precision_loss)]
     let rate = latencies.len() as f64 / elapsed.as_secs_f64();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    #[allow(clippy::cast_precision_loss)]
+    let cpu = cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| {
+            format!("  CPU {:>5.2} ms/cert", ms(after.saturating_sub(before)) / latencies.len().max(1) as f64)
+        })
+        .unwrap_or_default();
     println!(
-        "{label:<44} {:>6} certs in {:>6.2} s = {rate:>7.1} certs/s   p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms",
+        "{label:<44} {:>6} certs in {:>6.2} s = {rate:>7.1} certs/s   p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms{cpu}",
         latencies.len(),
         elapsed.as_secs_f64(),
         ms(percentile(&latencies, 50.0)),
@@ -175,7 +199,7 @@ async fn run(backend: &Backend, n: usize, clients: usize) {
         jobs[i % clients].push(job);
     }
     let mut tasks = Vec::new();
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), cpu_time());
     for job in jobs {
         let client = client(root.clone(), &name, server.https_addr());
         let url = url.clone();
@@ -198,7 +222,7 @@ async fn run(backend: &Backend, n: usize, clients: usize) {
     for task in tasks {
         latencies.extend(task.await.unwrap());
     }
-    report("HTTPS POST /api/v1/enrol", started.elapsed(), latencies);
+    report("HTTPS POST /api/v1/enrol", started.elapsed(), latencies, cpu_before);
 
     // Phase 2: the service API directly (no TLS, HTTP, JSON or per-call audit record).
     let mut jobs: Vec<Vec<(String, String)>> = vec![Vec::new(); clients];
@@ -206,7 +230,7 @@ async fn run(backend: &Backend, n: usize, clients: usize) {
         jobs[i % clients].push(job);
     }
     let mut tasks = Vec::new();
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), cpu_time());
     for job in jobs {
         let ca = ca.clone();
         tasks.push(tokio::spawn(async move {
@@ -224,11 +248,11 @@ async fn run(backend: &Backend, n: usize, clients: usize) {
     for task in tasks {
         latencies.extend(task.await.unwrap());
     }
-    report("service Ca::enrol (no HTTP)", started.elapsed(), latencies);
+    report("service Ca::enrol (no HTTP)", started.elapsed(), latencies, cpu_before);
 
     // Phase 3: the per-call audit record alone (what the HTTP layer adds to every call).
     let mut tasks = Vec::new();
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), cpu_time());
     for _ in 0..clients {
         let ca = ca.clone();
         let per_client = n / clients;
@@ -249,7 +273,7 @@ async fn run(backend: &Backend, n: usize, clients: usize) {
     for task in tasks {
         latencies.extend(task.await.unwrap());
     }
-    report("audit_call alone (records/s)", started.elapsed(), latencies);
+    report("audit_call alone (records/s)", started.elapsed(), latencies, cpu_before);
 
     server.shutdown().await.unwrap();
     ca.close().await;

@@ -1219,7 +1219,8 @@ impl Ca {
         let Some((id, secret)) = parse_code(code) else {
             return refuse(None, "malformed enrolment code").await;
         };
-        let Some(row) = store.code(&id).await? else {
+        // One read for both: the registration is only looked at once the code is right.
+        let Some((row, registration)) = store.code_with_registration(&id).await? else {
             return refuse(Some(&id), "no enrolment code for this registration").await;
         };
         if row.used_at.is_some() {
@@ -1240,8 +1241,7 @@ impl Ca {
             )
             .await;
         }
-        let mut conn = store.pool().acquire().await?;
-        match store.registration(&mut conn, &id).await? {
+        match registration {
             Some(registration) if registration.status == "approved" => Ok(registration),
             _ => refuse(Some(&id), "registration not in the approved state").await,
         }

@@ -289,7 +289,13 @@ impl Store {
         let options = AnyConnectOptions::from_str(&url).map_err(|e| Error::Store(format!("bad database URL: {e}")))?;
         let mut pool_options = AnyPoolOptions::new().max_connections(max_connections.max(1));
         if dialect == Dialect::Sqlite {
-            pool_options = pool_options.after_connect(|conn, _meta| {
+            // No ping when a connection is taken from the pool: sqlx already pings every
+            // connection when it is given back (and closes it if that fails), and an idle
+            // connection to a file in this process cannot go stale the way a network one can; a
+            // broken one fails its statement, which callers already handle. The ping is a round
+            // trip to the connection's worker thread, one more for every statement run on the
+            // pool (PostgreSQL keeps it: there it finds connections the server has dropped).
+            pool_options = pool_options.test_before_acquire(false).after_connect(|conn, _meta| {
                 Box::pin(async move {
                     // journal_mode is persistent in the file; busy_timeout and synchronous are per
                     // connection. synchronous=FULL: a commit is on disk (WAL synced) when it returns.
@@ -569,24 +575,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?;
-        row.map(|r| {
-            Ok(RegistrationRow {
-                id: r.try_get(0)?,
-                kind: r.try_get(1)?,
-                identifier: r.try_get(2)?,
-                name: r.try_get(3)?,
-                legal_representative: r.try_get(4)?,
-                person_name: r.try_get(5)?,
-                profile: r.try_get(6)?,
-                status: r.try_get(7)?,
-                approvals_needed: r.try_get(8)?,
-                created_by: r.try_get(9)?,
-                created_at: r.try_get(10)?,
-                updated_at: r.try_get(11)?,
-            })
-        })
-        .transpose()
-        .map_err(|e: sqlx::Error| Error::from(e))
+        Ok(row.map(|r| registration_row(&r, 0)).transpose()?)
     }
 
     /// Bumps `updated_at`, which on PostgreSQL also locks the row until the transaction ends
@@ -685,6 +674,33 @@ impl Store {
     pub async fn code(&self, registration_id: &str) -> Result<Option<CodeRow>, Error> {
         let mut conn = self.pool.acquire().await?;
         self.code_in(&mut conn, registration_id).await
+    }
+
+    /// The code of a registration and the registration itself (`None` if its row is gone), in
+    /// one statement: what an enrolment checks before it claims the code.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn code_with_registration(
+        &self,
+        registration_id: &str,
+    ) -> Result<Option<(CodeRow, Option<RegistrationRow>)>, Error> {
+        let row = sqlx::query(
+            "SELECT c.registration_id, c.code_hash, c.created_at, c.expires_at, c.attempts, c.used_at, c.serial, \
+             r.id, r.kind, r.identifier, r.name, r.legal_representative, r.person_name, r.profile, r.status, \
+             r.approvals_needed, r.created_by, r.created_at, r.updated_at \
+             FROM enrolment_codes c LEFT JOIN registrations r ON r.id = c.registration_id \
+             WHERE c.registration_id = $1",
+        )
+        .bind(registration_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let registration = match r.try_get::<Option<String>, _>(7)? {
+            Some(_) => Some(registration_row(&r, 7)?),
+            None => None,
+        };
+        Ok(Some((code_row(&r, 0)?, registration)))
     }
 
     /// Counts a wrong code against a registration's code (committed at once).
@@ -1052,6 +1068,37 @@ impl Store {
             .await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
+}
+
+/// A [`RegistrationRow`] from the columns of `registration()`, starting at column `at`.
+fn registration_row(r: &AnyRow, at: usize) -> Result<RegistrationRow, sqlx::Error> {
+    Ok(RegistrationRow {
+        id: r.try_get(at)?,
+        kind: r.try_get(at + 1)?,
+        identifier: r.try_get(at + 2)?,
+        name: r.try_get(at + 3)?,
+        legal_representative: r.try_get(at + 4)?,
+        person_name: r.try_get(at + 5)?,
+        profile: r.try_get(at + 6)?,
+        status: r.try_get(at + 7)?,
+        approvals_needed: r.try_get(at + 8)?,
+        created_by: r.try_get(at + 9)?,
+        created_at: r.try_get(at + 10)?,
+        updated_at: r.try_get(at + 11)?,
+    })
+}
+
+/// A [`CodeRow`] from the columns of `code_in()`, starting at column `at`.
+fn code_row(r: &AnyRow, at: usize) -> Result<CodeRow, sqlx::Error> {
+    Ok(CodeRow {
+        registration_id: r.try_get(at)?,
+        code_hash: r.try_get(at + 1)?,
+        created_at: r.try_get(at + 2)?,
+        expires_at: r.try_get(at + 3)?,
+        attempts: r.try_get(at + 4)?,
+        used_at: r.try_get(at + 5)?,
+        serial: r.try_get(at + 6)?,
+    })
 }
 
 fn certificate_row(r: &AnyRow) -> Result<CertificateRow, sqlx::Error> {

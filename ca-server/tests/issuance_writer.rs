@@ -64,3 +64,30 @@ async fn concurrent_claims_of_one_code_reserve_once_and_a_taken_serial_claims_no
         f.close(&backend).await;
     }
 }
+
+#[tokio::test]
+async fn a_failed_batch_fails_only_its_jobs_and_a_closed_database_takes_no_more() {
+    for backend in backends().await {
+        let f = Fixture::new(&backend).await;
+        let writer = IssuanceWriter::start(f.ca.store().clone());
+        let now = f.clock.now().unix_timestamp();
+        let (a, _) = f.approved_enterprise().await;
+
+        // No such issuer: the foreign key fails the job's transaction, and nothing of it stays.
+        let mut orphan = reservation("4c01", &a);
+        orphan.issuer = "none".into();
+        assert!(writer.reserve(orphan, claim(&a), now).await.is_err(), "{}", backend.name);
+        assert!(f.ca.store().certificate("4c01").await.unwrap().is_none());
+        assert_eq!(f.ca.store().code(&a).await.unwrap().unwrap().used_at, None);
+
+        // The writer goes on (on SQLite, on a fresh connection of its own).
+        assert_eq!(writer.reserve(reservation("4c02", &a), claim(&a), now).await.unwrap(), Reservation::Reserved);
+        assert!(writer.issued("4c02".into(), b"der".to_vec(), Some(a.clone()), now).await.unwrap());
+
+        // Once the database is closed, it writes nothing more.
+        f.ca.store().close().await;
+        assert!(writer.reserve(reservation("4c03", &a), None, now).await.is_err(), "{}", backend.name);
+        drop(writer);
+        f.close(&backend).await;
+    }
+}

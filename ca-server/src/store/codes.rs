@@ -1,9 +1,9 @@
 //! Re-issuing an enrolment code (`POST /api/v1/registrations/{id}/code`): the statements run
 //! inside the caller's transaction, which has locked the registration first.
 
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 
-use super::{CodeRow, Store};
+use super::{CodeRow, Store, code_row};
 use crate::Error;
 
 impl Store {
@@ -19,19 +19,7 @@ impl Store {
         .bind(registration_id)
         .fetch_optional(&mut *conn)
         .await?;
-        row.map(|r| {
-            Ok(CodeRow {
-                registration_id: r.try_get(0)?,
-                code_hash: r.try_get(1)?,
-                created_at: r.try_get(2)?,
-                expires_at: r.try_get(3)?,
-                attempts: r.try_get(4)?,
-                used_at: r.try_get(5)?,
-                serial: r.try_get(6)?,
-            })
-        })
-        .transpose()
-        .map_err(|e: sqlx::Error| Error::from(e))
+        Ok(row.map(|r| code_row(&r, 0)).transpose()?)
     }
 
     /// Replaces a registration's unclaimed code with `row`'s hash, times and no attempts; the

@@ -16,14 +16,24 @@
 //! scheduler (so that issuances woken by the previous commit can queue theirs), and drains the
 //! queue, like the audit log's writer ([`signer_lib::audit::AuditLog`]).
 //!
+//! The task keeps one connection of its own, taken from the pool and detached from it (so the
+//! file has up to `max_connections` + 1 connections), rather than taking a pooled one per batch.
+//! A SQLite connection drops its whole page cache when it finds the database changed by another
+//! connection since its last transaction; pooled connections are handed out in turn, so every
+//! batch found a stale cache and read each page it touched (the tables' and indexes' roots and
+//! leaves) again. The writer's own connection made the last change itself and keeps its cache.
+//! After a failed batch it is dropped and the next batch starts on a fresh one, and once the pool
+//! is closed batches fail as they did when they took their connection from it.
+//!
 //! On PostgreSQL each job is still a transaction of its own, run at once on a pooled
 //! connection: the server runs concurrent transactions in parallel and already shares one WAL
 //! flush among the commits waiting for it, whereas one writer would run every statement of a
 //! batch one round trip after another.
 
+use sqlx::{AnyConnection, Connection as _};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Dialect, NewCertificate, Store, Tx, insert_certificate};
+use super::{Dialect, NewCertificate, Store, insert_certificate};
 use crate::Error;
 
 /// The most jobs committed in one transaction.
@@ -163,8 +173,9 @@ fn stopped() -> Error {
     Error::Store("the issuance writer stopped".into())
 }
 
-/// The writer task.
+/// The writer task, with its connection (see the module documentation).
 async fn run(store: Store, mut queue: mpsc::Receiver<Job>) {
+    let mut conn = None;
     while let Some(first) = queue.recv().await {
         let mut batch = Batch::default();
         batch.push(first);
@@ -177,26 +188,20 @@ async fn run(store: Store, mut queue: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit(&store, batch).await;
+        commit(&store, &mut conn, batch).await;
     }
 }
 
-/// Runs and commits one batch, then answers each job.
-async fn commit(store: &Store, batch: Batch) {
-    let result = async {
-        let mut tx = store.begin().await?;
-        let mut marked = Vec::with_capacity(batch.issued.len());
-        for (job, _) in &batch.issued {
-            marked.push(issued(store, &mut tx, job).await?);
-        }
-        let mut reserved = Vec::with_capacity(batch.reserve.len());
-        for (job, _) in &batch.reserve {
-            reserved.push(reserve(store, &mut tx, job).await?);
-        }
-        tx.commit().await?;
-        Ok::<_, Error>((marked, reserved))
+/// Runs and commits one batch on the writer's connection `conn` (connected first if it is
+/// `None`, and dropped if the batch fails), then answers each job.
+async fn commit(store: &Store, conn: &mut Option<AnyConnection>, batch: Batch) {
+    let result = match writer_connection(store, conn).await {
+        Ok(conn) => run_batch(store, conn, &batch).await,
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        *conn = None;
     }
-    .await;
     match result {
         Ok((marked, reserved)) => {
             for ((_, reply), marked) in batch.issued.into_iter().zip(marked) {
@@ -218,22 +223,59 @@ async fn commit(store: &Store, batch: Batch) {
     }
 }
 
+/// The writer's connection: `conn`, or a new one from the pool, detached from it. Refused once
+/// the pool is closed.
+async fn writer_connection<'c>(
+    store: &Store,
+    conn: &'c mut Option<AnyConnection>,
+) -> Result<&'c mut AnyConnection, Error> {
+    if store.pool().is_closed() {
+        *conn = None;
+        return Err(Error::Store("the CA database is closed".into()));
+    }
+    let ready = match conn.take() {
+        Some(ready) => ready,
+        None => store.pool().acquire().await?.detach(),
+    };
+    Ok(conn.insert(ready))
+}
+
+/// The statements of every job of `batch`, in one transaction: their outcomes once committed.
+async fn run_batch(
+    store: &Store,
+    conn: &mut AnyConnection,
+    batch: &Batch,
+) -> Result<(Vec<bool>, Vec<Reservation>), Error> {
+    // As `Store::begin` on SQLite: the write lock up front.
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let mut marked = Vec::with_capacity(batch.issued.len());
+    for (job, _) in &batch.issued {
+        marked.push(issued(store, &mut tx, job).await?);
+    }
+    let mut reserved = Vec::with_capacity(batch.reserve.len());
+    for (job, _) in &batch.reserve {
+        reserved.push(reserve(store, &mut tx, job).await?);
+    }
+    tx.commit().await?;
+    Ok((marked, reserved))
+}
+
 /// One reservation's statements: claim the code, insert the serial; if the serial is taken,
 /// give the claim back, so the job leaves nothing behind.
-async fn reserve(store: &Store, tx: &mut Tx, job: &Reserve) -> Result<Reservation, Error> {
+async fn reserve(store: &Store, conn: &mut AnyConnection, job: &Reserve) -> Result<Reservation, Error> {
     if let Some(claim) = &job.claim
-        && !store.claim_code(tx, &claim.registration_id, job.now, claim.max_attempts).await?
+        && !store.claim_code(conn, &claim.registration_id, job.now, claim.max_attempts).await?
     {
         return Ok(Reservation::CodeGone);
     }
-    if insert_certificate(tx, &job.cert, "issuing", None, job.now, true).await? {
+    if insert_certificate(conn, &job.cert, "issuing", None, job.now, true).await? {
         return Ok(Reservation::Reserved);
     }
     if let Some(claim) = &job.claim {
         // Claimed a statement ago in this transaction, from `used_at IS NULL`.
         sqlx::query("UPDATE enrolment_codes SET used_at = NULL WHERE registration_id = $1")
             .bind(&claim.registration_id)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await?;
     }
     Ok(Reservation::SerialTaken)
@@ -241,13 +283,13 @@ async fn reserve(store: &Store, tx: &mut Tx, job: &Reserve) -> Result<Reservatio
 
 /// One issuance's final statements. The registration is updated first, then its code, the
 /// order in which other transactions lock them.
-async fn issued(store: &Store, tx: &mut Tx, job: &Issued) -> Result<bool, Error> {
-    if !store.mark_issued(tx, &job.serial, &job.der, job.now).await? {
+async fn issued(store: &Store, conn: &mut AnyConnection, job: &Issued) -> Result<bool, Error> {
+    if !store.mark_issued(conn, &job.serial, &job.der, job.now).await? {
         return Ok(false);
     }
     if let Some(registration_id) = &job.enrolled {
-        store.set_registration_status(tx, registration_id, "enrolled", job.now).await?;
-        store.set_code_serial(tx, registration_id, &job.serial).await?;
+        store.set_registration_status(conn, registration_id, "enrolled", job.now).await?;
+        store.set_code_serial(conn, registration_id, &job.serial).await?;
     }
     Ok(true)
 }
