@@ -19,7 +19,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use super::sql::{Dialect, Placeholders, STATEMENT_CACHE, impl_audit_store};
 use super::{LeafRow, StoredRecord};
@@ -66,8 +66,22 @@ const WRITER_CACHE_KIB: &str = "-8192";
 /// with four readers a larger cache would only add to the process's memory.
 const READER_CACHE_KIB: &str = "-8192";
 
-/// Result rows buffered between the driver's worker thread and the caller.
-const ROW_BUFFER: usize = 4096;
+/// Bytes of WAL file kept after the WAL starts over.
+const JOURNAL_SIZE_LIMIT: u32 = 64 * 1024 * 1024;
+
+/// The settings of every connection to the file, sqlx's and rusqlite's (`direct.rs`), as
+/// `PRAGMA` name and value. The journal mode (WAL) belongs to the file; the busy timeout is set
+/// through each driver.
+fn pragmas(synchronous: &'static str, cache_kib: &'static str) -> [(&'static str, String); 5] {
+    [
+        ("synchronous", synchronous.to_owned()),
+        ("cache_size", cache_kib.to_owned()),
+        // Statement journals and the sorts of an index build in memory, not in temporary files.
+        ("temp_store", "memory".to_owned()),
+        ("wal_autocheckpoint", WAL_BACKSTOP_PAGES.to_string()),
+        ("journal_size_limit", JOURNAL_SIZE_LIMIT.to_string()),
+    ]
+}
 
 /// Stops the background checkpoint task when the last clone of the store goes.
 #[derive(Debug)]
@@ -86,32 +100,18 @@ impl SqliteStore {
     /// [`Error::Store`] when the URL is bad or the file cannot be opened.
     pub async fn connect(url: &str, create: bool) -> Result<Self, Error> {
         let (url, synchronous) = split_synchronous(url)?;
-        let direct_synchronous = match synchronous {
-            SqliteSynchronous::Normal => "NORMAL",
-            _ => "FULL",
-        };
         let options = SqliteConnectOptions::from_str(&url)
             .map_err(|e| Error::Store(format!("bad SQLite URL: {e}")))?
             .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(30))
-            .statement_cache_capacity(STATEMENT_CACHE)
-            // The driver hands each result row from its worker thread to the caller through a
-            // channel of this many rows; the default (50) makes a full verification ping-pong
-            // between the two threads every few rows.
-            .row_buffer_size(ROW_BUFFER)
-            .pragma("cache_size", WRITER_CACHE_KIB)
-            // Statement journals (a multi-row INSERT inside a transaction keeps one) in memory,
-            // not in a temporary file written page by page.
-            .pragma("temp_store", "memory")
-            .pragma("wal_autocheckpoint", WAL_BACKSTOP_PAGES.to_string())
-            .pragma("journal_size_limit", (64 * 1024 * 1024).to_string()); // bytes kept after a reset
+            .statement_cache_capacity(STATEMENT_CACHE);
         let open = |max, cache_kib| {
+            let options = pragmas(synchronous, cache_kib).into_iter().fold(options.clone(), |o, (k, v)| o.pragma(k, v));
             SqlitePoolOptions::new()
                 .max_connections(max)
                 .test_before_acquire(false) // a local file: a broken connection fails the statement anyway
-                .connect_with(options.clone().pragma("cache_size", cache_kib))
+                .connect_with(options)
         };
         let write = open(1, READER_CACHE_KIB)
             .await
@@ -128,7 +128,7 @@ impl SqliteStore {
                 let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&checkpoints).await;
             }
         });
-        let direct = Arc::new(direct::Direct::new(options.get_filename().to_path_buf(), direct_synchronous));
+        let direct = Arc::new(direct::Direct::new(options.get_filename().to_path_buf(), synchronous));
         Ok(Self { pool, write, direct, _checkpointer: Arc::new(AbortOnDrop(task.abort_handle())) })
     }
 
@@ -154,15 +154,15 @@ impl SqliteStore {
     }
 }
 
-/// Takes our `synchronous` parameter out of the URL.
-fn split_synchronous(url: &str) -> Result<(String, SqliteSynchronous), Error> {
-    let Some((base, query)) = url.split_once('?') else { return Ok((url.to_owned(), SqliteSynchronous::Full)) };
-    let mut synchronous = SqliteSynchronous::Full;
+/// Takes our `synchronous` parameter out of the URL: `FULL` (the default) or `NORMAL`.
+fn split_synchronous(url: &str) -> Result<(String, &'static str), Error> {
+    let Some((base, query)) = url.split_once('?') else { return Ok((url.to_owned(), "FULL")) };
+    let mut synchronous = "FULL";
     let mut rest = Vec::new();
     for pair in query.split('&') {
         match pair.split_once('=') {
-            Some(("synchronous", "full" | "FULL")) => synchronous = SqliteSynchronous::Full,
-            Some(("synchronous", "normal" | "NORMAL")) => synchronous = SqliteSynchronous::Normal,
+            Some(("synchronous", "full" | "FULL")) => synchronous = "FULL",
+            Some(("synchronous", "normal" | "NORMAL")) => synchronous = "NORMAL",
             Some(("synchronous", other)) => {
                 return Err(Error::Store(format!(
                     "synchronous={other} is not allowed for an audit log (full or normal)"
@@ -182,9 +182,9 @@ mod tests {
     #[test]
     fn takes_the_synchronous_parameter_out_of_the_url() {
         let (url, s) = split_synchronous("sqlite:/a/b.db?synchronous=normal&mode=rwc").unwrap();
-        assert_eq!((url.as_str(), matches!(s, SqliteSynchronous::Normal)), ("sqlite:/a/b.db?mode=rwc", true));
+        assert_eq!((url.as_str(), s == "NORMAL"), ("sqlite:/a/b.db?mode=rwc", true));
         let (url, s) = split_synchronous("sqlite:/a/b.db").unwrap();
-        assert_eq!((url.as_str(), matches!(s, SqliteSynchronous::Full)), ("sqlite:/a/b.db", true));
+        assert_eq!((url.as_str(), s == "FULL"), ("sqlite:/a/b.db", true));
         assert!(split_synchronous("sqlite:x.db?synchronous=off").is_err());
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use super::super::sql::{from_db, stored_leaf_key, to_db};
 use super::super::{LeafRow, StoredRecord, leaf_key, text_key};
-use super::{READER_CACHE_KIB, WAL_BACKSTOP_PAGES, WRITER_CACHE_KIB};
+use super::{READER_CACHE_KIB, WRITER_CACHE_KIB, pragmas};
 use crate::Error;
 use crate::audit::merkle::{Hash, NodeId};
 
@@ -74,20 +74,16 @@ impl Direct {
     }
 
     /// A connection with the store's settings (see `sqlite.rs`).
-    fn open(&self, cache_kib: &str) -> Result<Connection, Error> {
+    fn open(&self, cache_kib: &'static str) -> Result<Connection, Error> {
         let conn = Connection::open_with_flags(
             &self.path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(sql_err("cannot open the SQLite audit store"))?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(sql_err("configuring the SQLite audit store"))?;
-        conn.execute_batch(&format!(
-            "PRAGMA synchronous = {}; PRAGMA cache_size = {cache_kib}; PRAGMA temp_store = memory; \
-             PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}; PRAGMA journal_size_limit = {};",
-            self.synchronous,
-            64 * 1024 * 1024,
-        ))
-        .map_err(sql_err("configuring the SQLite audit store"))?;
+        for (name, value) in pragmas(self.synchronous, cache_kib) {
+            conn.pragma_update(None, name, value).map_err(sql_err("configuring the SQLite audit store"))?;
+        }
         Ok(conn)
     }
 
@@ -324,5 +320,24 @@ fn int(value: ValueRef<'_>) -> Option<i64> {
     match value {
         ValueRef::Integer(i) => Some(i),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_get_the_store_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        drop(Connection::open(&path).unwrap());
+        let conn = Direct::new(path, "NORMAL").open(WRITER_CACHE_KIB).unwrap();
+        let get = |pragma: &str| conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(get("synchronous"), 1, "NORMAL");
+        assert_eq!(get("cache_size"), -8192);
+        assert_eq!(get("temp_store"), 2, "memory");
+        assert_eq!(get("wal_autocheckpoint"), 65_536);
+        assert_eq!(get("journal_size_limit"), 64 * 1024 * 1024);
     }
 }
