@@ -23,16 +23,15 @@
 //!
 //! # Throughput
 //!
-//! A batch costs a few round trips to the database and, with durable commits, one sync of the
-//! log file, so throughput grows with the number of appends in flight. With W callers that each
-//! wait for their own append, a batch holds at most W records, so throughput is at most W per
-//! commit time: on SQLite with `synchronous=full` that is W per fsync of the write-ahead log
-//! (16 writers on a disk with 5.6 ms fsync: about 2,800 appends/s, whatever the code does).
-//! `synchronous=normal` (see [`super::store::SqliteStore`]) removes the fsync from the commit and
-//! keeps acknowledged records across a process crash, not across a power loss. Each query index
-//! on a random key (leaf hash, object) adds about one page write per record, and once those
-//! indexes outgrow the page cache, one page read as well; they index 64-bit keys rather than the
-//! values (see [`super::store`]) so that they stay small enough to be cached. Figures:
+//! A batch costs one hand-off to the database (SQLite) or a few round trips (PostgreSQL) and, with
+//! durable commits, one sync of the log file, so throughput grows with the number of appends in
+//! flight. With W callers that each wait for their own append, a batch holds at most W records,
+//! so throughput is at most W per commit time: on SQLite with `synchronous=full` that is W per
+//! sync of the write-ahead log, whatever the code does. `synchronous=normal` (see
+//! [`super::store::SqliteStore`]) removes the sync from the commit and keeps acknowledged records
+//! across a process crash, not across a power loss. The indexes on random keys (leaf hash,
+//! object) lead with the record's epoch (see [`super::store`]), so a batch writes only the
+//! current epoch's pages of them and appends do not slow down as the log grows. Figures:
 //! `examples/audit_throughput.rs` (appends) and `examples/audit_scale.rs` (1 and 10 million
 //! records: appends, proofs, verification, memory).
 
