@@ -17,9 +17,13 @@
 //! 5. audits the call with its outcome ([`Ca::audit_call`]) — refusals included.
 //!
 //! Auditing fails closed: when the audit trail cannot take the record of a refusal, a read, or a
-//! failed call, the caller gets 503 instead. A state change that succeeded was already recorded
-//! by the service in the same transaction as the change, so its response is kept and the missing
-//! call record is logged.
+//! failed call, the caller gets 503 instead, and the response waits until the record is
+//! committed. A state change that succeeded was already recorded by the service, durably and
+//! before its response (in the same transaction as the change, or for an issuance before the
+//! certificate is released): its call record is only queued ([`Ca::queue_call_record`]) and
+//! committed with the log's next batch while the response goes out. A crash in that window
+//! loses the call record, not the record of the change; a record that cannot be queued or
+//! committed is logged, and the response is kept.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -162,13 +166,24 @@ pub async fn gate(State(gate): State<Gate>, mut req: Request, next: Next) -> Res
         Some(AuditNote(note)) => format!("{object} ({note})"),
         None => object,
     };
-    let succeeded = outcome.is_ok();
+    if outcome.is_ok() && gate.endpoint.changes_state() {
+        // The change is on the audit trail already; the call record does not hold up the answer.
+        match gate.ca.queue_call_record(&caller, event, Some(object)).await {
+            Ok(pending) => {
+                tokio::spawn(async move {
+                    if let Err(e) = pending.committed().await {
+                        tracing::error!(request_id, error = %e, "call succeeded but its audit record was not committed");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::error!(request_id, error = %e, "call succeeded but its audit record could not be queued")
+            }
+        }
+        return response;
+    }
     match gate.ca.audit_call(&caller, event, Some(object), outcome).await {
         Ok(()) => response,
-        Err(e) if succeeded && gate.endpoint.changes_state() => {
-            tracing::error!(request_id, error = %e, "call succeeded but its audit record could not be written");
-            response
-        }
         Err(e) => Problem::audit_unavailable(e.to_string()).into_response(),
     }
 }

@@ -60,7 +60,7 @@
 //! ## Group commit
 //!
 //! Steps 1 and 4 are jobs for the issuance writer ([`store::IssuanceWriter`]). On SQLite they
-//! are not transactions of their own: one task runs every job waiting at that moment — the
+//! are not transactions of their own: one thread runs every job waiting at that moment — the
 //! reservations and the mark-issued steps of all issuances in flight — in one transaction, and
 //! answers each job only after the commit. A job runs the statements its own transaction used
 //! to and decides its outcome from them alone, so every guarantee above holds per issuance;
@@ -72,10 +72,11 @@
 //! audit log's own group commit.
 //!
 //! Each issuance still waits for three durable commits in turn — reserve, audit, mark issued,
-//! the order that makes a crash safe — and over HTTPS a fourth, the call's audit record
-//! ([`crate::authz`]). With `synchronous=FULL` or `fsync=on` a commit is a disk sync, so with W
-//! concurrent callers at most W certificates are issued per four sync times, whatever the CPU
-//! does; batching makes each sync serve all W instead of queueing them one by one.
+//! the order that makes a crash safe. With `synchronous=FULL` or `fsync=on` a commit is a disk
+//! sync, so with W concurrent callers at most W certificates are issued per three commit times,
+//! whatever the CPU does; batching makes each sync serve all W instead of queueing them one by
+//! one. Over HTTPS the call's own audit record ([`crate::authz`]) is queued, not waited for:
+//! the `Issue` record of step 3 is already durable when the certificate is released.
 //!
 //! Fail closed: if the audit append fails, the operation fails with
 //! [`Error::AuditUnavailable`], the row is marked `abandoned`, the code is given back, and
@@ -96,7 +97,7 @@ use sha2::{Digest, Sha256};
 use signer_lib::Signer;
 use signer_lib::algorithm::KeyType;
 pub use signer_lib::audit::EventType;
-use signer_lib::audit::{Actor, AuditLog, AuditRecord};
+use signer_lib::audit::{Actor, AuditLog, AuditRecord, PendingAppend};
 use time::OffsetDateTime;
 use x509_cert::Certificate;
 use zeroize::Zeroizing;
@@ -612,7 +613,7 @@ impl Ca {
             inner: Arc::new(Inner {
                 data_dir: data_dir.to_owned(),
                 config: config.clone(),
-                issuance: IssuanceWriter::start(store.clone()),
+                issuance: IssuanceWriter::start(store.clone())?,
                 store,
                 audit,
                 clock,
@@ -655,6 +656,7 @@ impl Ca {
         let _ = self.system_audit(EventType::ServiceStop, None, Ok(())).await;
         let _ = self.inner.audit.sign_head().await;
         self.inner.audit.close().await;
+        self.inner.issuance.close().await;
         self.inner.store.close().await;
     }
 
@@ -761,6 +763,17 @@ impl Ca {
         object: Option<&str>,
         outcome: Result<(), &str>,
     ) -> Result<(), Error> {
+        self.append(&self.caller_record(caller, event, object, outcome)).await
+    }
+
+    /// The record of `event` by `caller`.
+    fn caller_record(
+        &self,
+        caller: &Caller,
+        event: EventType,
+        object: Option<&str>,
+        outcome: Result<(), &str>,
+    ) -> AuditRecord {
         let mut record = AuditRecord::new(unix_millis(self.now()), caller.actor(), event);
         if let Some(role) = caller.role {
             record = record.role(role.audit_role());
@@ -777,7 +790,7 @@ impl Ca {
         if let Err(reason) = outcome {
             record = record.failure(reason);
         }
-        self.append(&record).await
+        record
     }
 
     /// Appends a record of the CA's own doing.
@@ -834,6 +847,23 @@ impl Ca {
         outcome: Result<(), String>,
     ) -> Result<(), Error> {
         self.audit(caller, event, object.as_deref(), outcome.as_ref().map(|_| ()).map_err(String::as_str)).await
+    }
+
+    /// As [`Self::audit_call`] for a call that succeeded in changing state, which the service
+    /// has already recorded durably: returns once the record is queued, in order, without
+    /// waiting for its commit (which [`PendingAppend::committed`] awaits). A crash in between
+    /// loses only this call record, never the record of the change.
+    ///
+    /// # Errors
+    /// [`Error::AuditUnavailable`] when the record cannot be queued.
+    pub async fn queue_call_record(
+        &self,
+        caller: &Caller,
+        event: EventType,
+        object: Option<String>,
+    ) -> Result<PendingAppend, Error> {
+        let record = self.caller_record(caller, event, object.as_deref(), Ok(()));
+        self.inner.audit.enqueue(&record).await.map_err(|e| Error::AuditUnavailable(e.to_string()))
     }
 
     // ---- authentication ------------------------------------------------------------------

@@ -11,6 +11,7 @@
 //! so that two writers queue (busy timeout) instead of one failing half-way on a lock upgrade.
 //! On PostgreSQL, transactions that decide from a row they read first lock it by updating it.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -41,6 +42,13 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
 /// The SQLite busy timeout: how long a writer waits for another to finish.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The settings of every SQLite connection (pooled, and the issuance writer's). journal_mode is
+/// persistent in the file (set once by `connect`); these are per connection: the busy timeout
+/// is [`SQLITE_BUSY_TIMEOUT`], and synchronous=FULL means a commit is on disk (WAL synced) when
+/// it returns.
+const SQLITE_CONNECTION_PRAGMAS: &str =
+    "PRAGMA busy_timeout = 30000; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON";
+
 /// A transaction on the CA database.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
@@ -58,6 +66,8 @@ pub enum Dialect {
 pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
+    /// The database file, on SQLite (the issuance writer opens its own connection to it).
+    sqlite_path: Option<PathBuf>,
 }
 
 /// An issuer hierarchy row (see `issuers` in the migrations).
@@ -256,6 +266,33 @@ pub struct ListFilter {
     pub limit: i64,
 }
 
+// The statements of issuance, shared by the sqlx functions below and the SQLite issuance writer
+// (`store/issuance.rs`, on rusqlite). `$n` placeholders: SQLite numbers them in order of first
+// appearance, which is their numeric order here, so positional binding works on both drivers.
+
+/// Claims an enrolment code: `now`, registration id, attempt limit.
+const CLAIM_CODE: &str = "UPDATE enrolment_codes SET used_at = $1 WHERE registration_id = $2 AND used_at IS NULL \
+                          AND expires_at > $1 AND attempts < $3";
+/// Gives back a code claimed earlier in the same transaction: registration id.
+const UNCLAIM_CODE: &str = "UPDATE enrolment_codes SET used_at = NULL WHERE registration_id = $1";
+/// Records the certificate a code was used for: serial, registration id.
+const SET_CODE_SERIAL: &str = "UPDATE enrolment_codes SET serial = $1 WHERE registration_id = $2";
+/// Sets a registration's status: status, `now`, id.
+const SET_REGISTRATION_STATUS: &str = "UPDATE registrations SET status = $1, updated_at = $2 WHERE id = $3";
+/// Marks a reserved serial issued: DER, `now`, serial.
+const MARK_ISSUED: &str =
+    "UPDATE certificates SET status = 'good', der = $1, updated_at = $2 WHERE serial = $3 AND status = 'issuing'";
+/// Inserts a certificate row: serial, issuer, subject, profile, registration id, USCC,
+/// not before, not after, status, DER, `now`.
+const INSERT_CERTIFICATE: &str = "INSERT INTO certificates (serial, issuer, subject, profile, registration_id, uscc, \
+                                  not_before, not_after, status, der, created_at, updated_at) \
+                                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)";
+/// [`INSERT_CERTIFICATE`], inserting nothing when the serial exists.
+const INSERT_CERTIFICATE_IF_FREE: &str = "INSERT INTO certificates (serial, issuer, subject, profile, registration_id, \
+                                          uscc, not_before, not_after, status, der, created_at, updated_at) \
+                                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
+                                          ON CONFLICT (serial) DO NOTHING";
+
 const CERT_COLUMNS: &str = "serial, issuer, subject, profile, registration_id, uscc, not_before, not_after, status, \
                             revoked_at, revocation_reason, der, created_at, updated_at";
 
@@ -287,6 +324,15 @@ impl Store {
             return Err(Error::Config("the database URL must start with sqlite: or postgres://".into()));
         };
         let options = AnyConnectOptions::from_str(&url).map_err(|e| Error::Store(format!("bad database URL: {e}")))?;
+        let sqlite_path = match dialect {
+            Dialect::Sqlite => Some(
+                sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+                    .map_err(|e| Error::Store(format!("bad database URL: {e}")))?
+                    .get_filename()
+                    .to_path_buf(),
+            ),
+            Dialect::Postgres => None,
+        };
         let mut pool_options = AnyPoolOptions::new().max_connections(max_connections.max(1));
         if dialect == Dialect::Sqlite {
             // No ping when a connection is taken from the pool: sqlx already pings every
@@ -297,11 +343,7 @@ impl Store {
             // pool (PostgreSQL keeps it: there it finds connections the server has dropped).
             pool_options = pool_options.test_before_acquire(false).after_connect(|conn, _meta| {
                 Box::pin(async move {
-                    // journal_mode is persistent in the file; busy_timeout and synchronous are per
-                    // connection. synchronous=FULL: a commit is on disk (WAL synced) when it returns.
-                    sqlx::raw_sql("PRAGMA busy_timeout = 30000; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON")
-                        .execute(&mut *conn)
-                        .await?;
+                    sqlx::raw_sql(SQLITE_CONNECTION_PRAGMAS).execute(&mut *conn).await?;
                     Ok(())
                 })
             });
@@ -314,7 +356,7 @@ impl Store {
         if dialect == Dialect::Sqlite {
             sqlx::raw_sql("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
-        let store = Self { pool, dialect };
+        let store = Self { pool, dialect, sqlite_path };
         store.migrate().await?;
         Ok(store)
     }
@@ -323,6 +365,12 @@ impl Store {
     #[must_use]
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// The database file, on SQLite.
+    #[must_use]
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        self.sqlite_path.as_deref()
     }
 
     /// The pool, for callers (tests, the OCSP feed) that need a query this type does not offer.
@@ -604,12 +652,7 @@ impl Store {
         status: &str,
         now: i64,
     ) -> Result<(), Error> {
-        sqlx::query("UPDATE registrations SET status = $1, updated_at = $2 WHERE id = $3")
-            .bind(status)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(SET_REGISTRATION_STATUS).bind(status).bind(now).bind(id).execute(&mut *conn).await?;
         Ok(())
     }
 
@@ -727,15 +770,8 @@ impl Store {
         now: i64,
         max_attempts: i64,
     ) -> Result<bool, Error> {
-        let done = sqlx::query(
-            "UPDATE enrolment_codes SET used_at = $1 WHERE registration_id = $2 AND used_at IS NULL \
-             AND expires_at > $1 AND attempts < $3",
-        )
-        .bind(now)
-        .bind(registration_id)
-        .bind(max_attempts)
-        .execute(&mut *conn)
-        .await?;
+        let done =
+            sqlx::query(CLAIM_CODE).bind(now).bind(registration_id).bind(max_attempts).execute(&mut *conn).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -761,11 +797,7 @@ impl Store {
         registration_id: &str,
         serial: &str,
     ) -> Result<(), Error> {
-        sqlx::query("UPDATE enrolment_codes SET serial = $1 WHERE registration_id = $2")
-            .bind(serial)
-            .bind(registration_id)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(SET_CODE_SERIAL).bind(serial).bind(registration_id).execute(&mut *conn).await?;
         Ok(())
     }
 
@@ -813,14 +845,7 @@ impl Store {
         der: &[u8],
         now: i64,
     ) -> Result<bool, Error> {
-        let done = sqlx::query(
-            "UPDATE certificates SET status = 'good', der = $1, updated_at = $2 WHERE serial = $3 AND status = 'issuing'",
-        )
-        .bind(der)
-        .bind(now)
-        .bind(serial)
-        .execute(&mut *conn)
-        .await?;
+        let done = sqlx::query(MARK_ISSUED).bind(der).bind(now).bind(serial).execute(&mut *conn).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -1131,14 +1156,7 @@ async fn insert_certificate(
     now: i64,
     if_free: bool,
 ) -> Result<bool, sqlx::Error> {
-    const INSERT: &str = "INSERT INTO certificates (serial, issuer, subject, profile, registration_id, uscc, \
-                          not_before, not_after, status, der, created_at, updated_at) \
-                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)";
-    const INSERT_IF_FREE: &str = "INSERT INTO certificates (serial, issuer, subject, profile, registration_id, uscc, \
-                                  not_before, not_after, status, der, created_at, updated_at) \
-                                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
-                                  ON CONFLICT (serial) DO NOTHING";
-    let done = sqlx::query(if if_free { INSERT_IF_FREE } else { INSERT })
+    let done = sqlx::query(if if_free { INSERT_CERTIFICATE_IF_FREE } else { INSERT_CERTIFICATE })
         .bind(&cert.serial)
         .bind(&cert.issuer)
         .bind(&cert.subject)

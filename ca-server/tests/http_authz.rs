@@ -75,6 +75,13 @@ async fn the_wrong_role_is_refused_and_the_refusal_is_audited() {
     let request_id = ok.headers()["x-request-id"].to_str().unwrap().to_owned();
     let records = server.audit_records(&request_id).await;
     assert!(records.iter().any(|r| r.record.event == EventType::Registration && r.record.outcome == Outcome::Success));
+    // Both the service's record of the change and the HTTP layer's record of the call, which
+    // is queued while the response goes out.
+    let call = records
+        .iter()
+        .find(|r| r.record.object.as_deref().is_some_and(|o| o.starts_with("POST /api/v1/registrations")));
+    assert_eq!(call.expect("call record").record.outcome, Outcome::Success);
+    assert_eq!(records.len(), 2, "{records:?}");
     server.stop().await;
 }
 

@@ -29,7 +29,7 @@ fn claim(registration_id: &str) -> Option<Claim> {
 async fn concurrent_claims_of_one_code_reserve_once_and_a_taken_serial_claims_nothing() {
     for backend in backends().await {
         let f = Fixture::new(&backend).await;
-        let writer = IssuanceWriter::start(f.ca.store().clone());
+        let writer = IssuanceWriter::start(f.ca.store().clone()).unwrap();
         let now = f.clock.now().unix_timestamp();
         let (a, _) = f.approved_enterprise().await;
         let (b, _) = f.approved_enterprise().await;
@@ -69,7 +69,7 @@ async fn concurrent_claims_of_one_code_reserve_once_and_a_taken_serial_claims_no
 async fn a_failed_batch_fails_only_its_jobs_and_a_closed_database_takes_no_more() {
     for backend in backends().await {
         let f = Fixture::new(&backend).await;
-        let writer = IssuanceWriter::start(f.ca.store().clone());
+        let writer = IssuanceWriter::start(f.ca.store().clone()).unwrap();
         let now = f.clock.now().unix_timestamp();
         let (a, _) = f.approved_enterprise().await;
 
@@ -83,6 +83,13 @@ async fn a_failed_batch_fails_only_its_jobs_and_a_closed_database_takes_no_more(
         // The writer goes on (on SQLite, on a fresh connection of its own).
         assert_eq!(writer.reserve(reservation("4c02", &a), claim(&a), now).await.unwrap(), Reservation::Reserved);
         assert!(writer.issued("4c02".into(), b"der".to_vec(), Some(a.clone()), now).await.unwrap());
+
+        // A closed writer takes no more jobs (on SQLite; on PostgreSQL there is no writer to
+        // close, each job is a transaction on the pool).
+        let closed = IssuanceWriter::start(f.ca.store().clone()).unwrap();
+        closed.close().await;
+        let after_close = closed.reserve(reservation("4c04", &a), None, now).await;
+        assert_eq!(after_close.is_err(), f.ca.store().sqlite_path().is_some(), "{}", backend.name);
 
         // Once the database is closed, it writes nothing more.
         f.ca.store().close().await;

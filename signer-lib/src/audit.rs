@@ -37,7 +37,9 @@ pub mod store;
 
 pub use archive::{ArchiveReport, verify_archive};
 pub use checkpoint::Checkpoint;
-pub use log::{AuditLog, LoggedRecord, MIN_RETENTION_DAYS, PurgeOptions, PurgeReport, VerifyReport, now_millis};
+pub use log::{
+    AuditLog, LoggedRecord, MIN_RETENTION_DAYS, PendingAppend, PurgeOptions, PurgeReport, VerifyReport, now_millis,
+};
 pub use merkle::{Hash, HashAlgorithm};
 pub use proof::{ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion};
 pub use record::{Actor, AuditRecord, EventType, Outcome, Role};

@@ -239,6 +239,33 @@ async fn group_commit_serves_concurrent_writers(db: Db) {
     assert_eq!((report.size, report.root), (1600, *head.root()));
 }
 
+/// Records queued without waiting keep their order, a flush waits for them, and closing the
+/// log commits the ones still queued; nothing can be queued after that.
+async fn queued_records_are_committed_in_order_and_on_close(db: Db) {
+    let (log, _) = filled(&db, 0).await;
+    let mut pending = Vec::new();
+    for i in 0..5 {
+        pending.push(log.enqueue(&rec(i)).await.unwrap());
+    }
+    log.flush().await.unwrap();
+    assert_eq!(log.size().await.unwrap(), 5);
+    for (i, queued) in (0..).zip(pending) {
+        assert_eq!(queued.committed().await.unwrap(), i);
+    }
+
+    let late: Vec<_> = [log.enqueue(&rec(5)).await.unwrap(), log.enqueue(&rec(6)).await.unwrap()].into();
+    log.close().await;
+    assert!(log.enqueue(&rec(7)).await.is_err(), "queued after close");
+    assert!(log.flush().await.is_err());
+    for (i, queued) in (5..).zip(late) {
+        assert_eq!(queued.committed().await.unwrap(), i);
+    }
+    let reopened = AuditLog::open_unverified(&db.url).await.unwrap();
+    let report = reopened.verify(|_, _| {}).await.unwrap();
+    assert_eq!(report.records_checked, 7);
+    assert_eq!(reopened.record(6).await.unwrap().unwrap().record, rec(6));
+}
+
 async fn reads_back_and_queries_records(db: Db) {
     let (log, _) = filled(&db, 30).await;
     let full = AuditRecord::new(
@@ -771,6 +798,7 @@ macro_rules! on_both_stores {
 on_both_stores!(
     appends_proves_and_verifies,
     group_commit_serves_concurrent_writers,
+    queued_records_are_committed_in_order_and_on_close,
     reads_back_and_queries_records,
     reopens_and_refuses_wrong_use,
     signs_heads_only_when_the_log_grew,

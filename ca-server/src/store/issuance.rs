@@ -2,7 +2,7 @@
 //! the enrolment code, insert the serial as `issuing`) and **issued** (the row `good` with its
 //! DER, the registration `enrolled`, the code's serial) — are jobs for [`IssuanceWriter`].
 //!
-//! On SQLite, one writer task commits whatever jobs are waiting, from all issuances in flight,
+//! On SQLite, one writer thread commits whatever jobs are waiting, from all issuances in flight,
 //! in **one** transaction. Each job runs the statements its own transaction used to, and its
 //! outcome (reserved, code gone, serial taken; marked, or no longer reserved) is decided by
 //! them alone; nothing of it is visible before the shared commit, and its caller is answered
@@ -12,28 +12,33 @@
 //! has one writer at a time, so one transaction per step made concurrent issuances queue for
 //! the write lock — sleeping in SQLite's busy handler, in steps of up to 100 ms — and pay a sync
 //! each. Now one sync serves every issuance that reached either step meanwhile, and no issuance
-//! waits for a lock another one holds. The task takes the first job, yields once to the
-//! scheduler (so that issuances woken by the previous commit can queue theirs), and drains the
-//! queue, like the audit log's writer ([`signer_lib::audit::AuditLog`]).
+//! waits for a lock another one holds. The thread takes the first job, then every job queued
+//! meanwhile, like the audit log's writer ([`signer_lib::audit::AuditLog`]).
 //!
-//! The task keeps one connection of its own, taken from the pool and detached from it (so the
-//! file has up to `max_connections` + 1 connections), rather than taking a pooled one per batch.
-//! A SQLite connection drops its whole page cache when it finds the database changed by another
-//! connection since its last transaction; pooled connections are handed out in turn, so every
-//! batch found a stale cache and read each page it touched (the tables' and indexes' roots and
-//! leaves) again. The writer's own connection made the last change itself and keeps its cache.
-//! After a failed batch it is dropped and the next batch starts on a fresh one, and once the pool
-//! is closed batches fail as they did when they took their connection from it.
+//! The thread calls SQLite through rusqlite on a connection of its own (the same bundled SQLite
+//! as sqlx's pool, and the same settings), not through sqlx: sqlx-sqlite runs every statement
+//! as a round trip to a worker thread of the connection, with owned copies of every bound value,
+//! and a batch is five statements per issuance; on one connection of its own the thread also
+//! keeps its page cache from batch to batch (SQLite drops a connection's cache when another
+//! connection changed the file since). The statements are the store's own (`store.rs`). After
+//! a failed batch the connection is dropped and the next batch opens a fresh one; once the pool
+//! is closed batches fail, and [`IssuanceWriter::close`] stops the thread.
 //!
 //! On PostgreSQL each job is still a transaction of its own, run at once on a pooled
 //! connection: the server runs concurrent transactions in parallel and already shares one WAL
 //! flush among the commits waiting for it, whereas one writer would run every statement of a
 //! batch one round trip after another.
 
-use sqlx::{AnyConnection, Connection as _};
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Dialect, NewCertificate, Store, insert_certificate};
+use super::{
+    CLAIM_CODE, INSERT_CERTIFICATE_IF_FREE, MARK_ISSUED, NewCertificate, SET_CODE_SERIAL, SET_REGISTRATION_STATUS,
+    SQLITE_CONNECTION_PRAGMAS, Store, UNCLAIM_CODE, insert_certificate,
+};
 use crate::Error;
 
 /// The most jobs committed in one transaction.
@@ -79,6 +84,8 @@ type Reply<T> = oneshot::Sender<Result<T, Error>>;
 enum Job {
     Reserve(Reserve, Reply<Reservation>),
     Issued(Issued, Reply<bool>),
+    /// Stop: release the connection, then answer.
+    Close(oneshot::Sender<()>),
 }
 
 /// The jobs of one transaction.
@@ -89,11 +96,14 @@ struct Batch {
 }
 
 impl Batch {
-    fn push(&mut self, job: Job) {
+    /// Adds a job; a close request is handed back instead.
+    fn push(&mut self, job: Job) -> Option<oneshot::Sender<()>> {
         match job {
             Job::Reserve(job, reply) => self.reserve.push((job, reply)),
             Job::Issued(job, reply) => self.issued.push((job, reply)),
+            Job::Close(done) => return Some(done),
         }
+        None
     }
 
     fn len(&self) -> usize {
@@ -102,24 +112,44 @@ impl Batch {
 }
 
 /// The issuance writer (see the module documentation). On SQLite, clones share one writer
-/// task, which stops when the last clone is dropped.
+/// thread, which stops on [`Self::close`] or when the last clone is dropped.
 #[derive(Clone, Debug)]
 pub struct IssuanceWriter {
     store: Store,
-    /// The writer task's queue; `None` on PostgreSQL, where each job commits on its own.
+    /// The writer thread's queue; `None` on PostgreSQL, where each job commits on its own.
     jobs: Option<mpsc::Sender<Job>>,
 }
 
 impl IssuanceWriter {
-    /// The writer for `store`; on SQLite, starts its task on the current Tokio runtime.
-    #[must_use]
-    pub fn start(store: Store) -> Self {
-        let jobs = (store.dialect() == Dialect::Sqlite).then(|| {
-            let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-            tokio::spawn(run(store.clone(), queue));
-            jobs
-        });
-        Self { store, jobs }
+    /// The writer for `store`; on SQLite, starts its thread.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the thread cannot be started.
+    pub fn start(store: Store) -> Result<Self, Error> {
+        let jobs = match store.sqlite_path() {
+            Some(path) => {
+                let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+                let (writer_store, path) = (store.clone(), path.to_path_buf());
+                std::thread::Builder::new()
+                    .name("ca-issuance-writer".into())
+                    .spawn(move || run(&writer_store, &path, queue))
+                    .map_err(|e| Error::Internal(format!("cannot start the issuance writer: {e}")))?;
+                Some(jobs)
+            }
+            None => None,
+        };
+        Ok(Self { store, jobs })
+    }
+
+    /// Stops the writer thread once the jobs queued before this call are done, and closes its
+    /// connection; later jobs fail. Nothing to do on PostgreSQL.
+    pub async fn close(&self) {
+        if let Some(jobs) = &self.jobs {
+            let (done, closed) = oneshot::channel();
+            if jobs.send(Job::Close(done)).await.is_ok() {
+                let _ = closed.await;
+            }
+        }
     }
 
     /// Reserves `cert.serial` (status `issuing`), first claiming the code if `claim` is given,
@@ -173,31 +203,42 @@ fn stopped() -> Error {
     Error::Store("the issuance writer stopped".into())
 }
 
-/// The writer task, with its connection (see the module documentation).
-async fn run(store: Store, mut queue: mpsc::Receiver<Job>) {
+/// The writer thread: takes the first job waiting, then every job queued meanwhile (up to
+/// [`MAX_BATCH`]), commits them as one batch, and answers each; ends on [`Job::Close`] or when
+/// every [`IssuanceWriter`] is gone.
+fn run(store: &Store, path: &Path, mut queue: mpsc::Receiver<Job>) {
     let mut conn = None;
-    while let Some(first) = queue.recv().await {
+    while let Some(first) = queue.blocking_recv() {
         let mut batch = Batch::default();
-        batch.push(first);
-        // Let the issuances that the previous commit woke queue their next step first; a trip
-        // through the scheduler, not a timer.
-        tokio::task::yield_now().await;
-        while batch.len() < MAX_BATCH {
+        let mut close = batch.push(first);
+        while close.is_none() && batch.len() < MAX_BATCH {
             match queue.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => close = batch.push(job),
                 Err(_) => break,
             }
         }
-        commit(&store, &mut conn, batch).await;
+        if batch.len() > 0 {
+            commit(store, path, &mut conn, batch);
+        }
+        if let Some(done) = close {
+            drop(conn.take());
+            let _ = done.send(());
+            return;
+        }
     }
 }
 
-/// Runs and commits one batch on the writer's connection `conn` (connected first if it is
-/// `None`, and dropped if the batch fails), then answers each job.
-async fn commit(store: &Store, conn: &mut Option<AnyConnection>, batch: Batch) {
-    let result = match writer_connection(store, conn).await {
-        Ok(conn) => run_batch(store, conn, &batch).await,
-        Err(e) => Err(e),
+/// Runs and commits one batch on the writer's connection `conn` (opened first if it is `None`,
+/// and dropped if the batch fails), then answers each job.
+fn commit(store: &Store, path: &Path, conn: &mut Option<Connection>, batch: Batch) {
+    let result = if store.pool().is_closed() {
+        Err(Error::Store("the CA database is closed".into()))
+    } else {
+        let ready = match conn.take() {
+            Some(ready) => Ok(ready),
+            None => open(path),
+        };
+        ready.and_then(|ready| run_batch(conn.insert(ready), &batch).map_err(sql_error))
     };
     if result.is_err() {
         *conn = None;
@@ -223,42 +264,72 @@ async fn commit(store: &Store, conn: &mut Option<AnyConnection>, batch: Batch) {
     }
 }
 
-/// The writer's connection: `conn`, or a new one from the pool, detached from it. Refused once
-/// the pool is closed.
-async fn writer_connection<'c>(
-    store: &Store,
-    conn: &'c mut Option<AnyConnection>,
-) -> Result<&'c mut AnyConnection, Error> {
-    if store.pool().is_closed() {
-        *conn = None;
-        return Err(Error::Store("the CA database is closed".into()));
-    }
-    let ready = match conn.take() {
-        Some(ready) => ready,
-        None => store.pool().acquire().await?.detach(),
-    };
-    Ok(conn.insert(ready))
+fn sql_error(e: rusqlite::Error) -> Error {
+    Error::Store(e.to_string())
+}
+
+/// The writer's connection, with the settings the pool's connections get (`Store::connect`).
+fn open(path: &Path) -> Result<Connection, Error> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| Error::Store(format!("cannot open the CA database: {e}")))?;
+    conn.execute_batch(SQLITE_CONNECTION_PRAGMAS).map_err(sql_error)?;
+    Ok(conn)
 }
 
 /// The statements of every job of `batch`, in one transaction: their outcomes once committed.
-async fn run_batch(
-    store: &Store,
-    conn: &mut AnyConnection,
-    batch: &Batch,
-) -> Result<(Vec<bool>, Vec<Reservation>), Error> {
+/// A failed statement drops the transaction, which rolls it back.
+fn run_batch(conn: &mut Connection, batch: &Batch) -> rusqlite::Result<(Vec<bool>, Vec<Reservation>)> {
     // As `Store::begin` on SQLite: the write lock up front.
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let mut marked = Vec::with_capacity(batch.issued.len());
-    for (job, _) in &batch.issued {
-        marked.push(issued(store, &mut tx, job).await?);
-    }
-    let mut reserved = Vec::with_capacity(batch.reserve.len());
-    for (job, _) in &batch.reserve {
-        reserved.push(reserve(store, &mut tx, job).await?);
-    }
-    tx.commit().await?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let marked = batch.issued.iter().map(|(job, _)| issued_sqlite(&tx, job)).collect::<Result<_, _>>()?;
+    let reserved = batch.reserve.iter().map(|(job, _)| reserve_sqlite(&tx, job)).collect::<Result<_, _>>()?;
+    tx.commit()?;
     Ok((marked, reserved))
 }
+
+/// [`reserve`] on the writer's connection.
+fn reserve_sqlite(tx: &rusqlite::Transaction<'_>, job: &Reserve) -> rusqlite::Result<Reservation> {
+    if let Some(claim) = &job.claim
+        && tx.prepare_cached(CLAIM_CODE)?.execute(params![job.now, claim.registration_id, claim.max_attempts])? != 1
+    {
+        return Ok(Reservation::CodeGone);
+    }
+    let c = &job.cert;
+    let inserted = tx.prepare_cached(INSERT_CERTIFICATE_IF_FREE)?.execute(params![
+        c.serial,
+        c.issuer,
+        c.subject,
+        c.profile,
+        c.registration_id,
+        c.uscc,
+        c.not_before,
+        c.not_after,
+        "issuing",
+        None::<&[u8]>,
+        job.now,
+    ])?;
+    if inserted == 1 {
+        return Ok(Reservation::Reserved);
+    }
+    if let Some(claim) = &job.claim {
+        tx.prepare_cached(UNCLAIM_CODE)?.execute(params![claim.registration_id])?;
+    }
+    Ok(Reservation::SerialTaken)
+}
+
+/// [`issued`] on the writer's connection.
+fn issued_sqlite(tx: &rusqlite::Transaction<'_>, job: &Issued) -> rusqlite::Result<bool> {
+    if tx.prepare_cached(MARK_ISSUED)?.execute(params![job.der, job.now, job.serial])? != 1 {
+        return Ok(false);
+    }
+    if let Some(registration_id) = &job.enrolled {
+        tx.prepare_cached(SET_REGISTRATION_STATUS)?.execute(params!["enrolled", job.now, registration_id])?;
+        tx.prepare_cached(SET_CODE_SERIAL)?.execute(params![job.serial, registration_id])?;
+    }
+    Ok(true)
+}
+
+// On PostgreSQL, each job's own transaction, on sqlx.
 
 /// One reservation's statements: claim the code, insert the serial; if the serial is taken,
 /// give the claim back, so the job leaves nothing behind.
@@ -273,10 +344,7 @@ async fn reserve(store: &Store, conn: &mut AnyConnection, job: &Reserve) -> Resu
     }
     if let Some(claim) = &job.claim {
         // Claimed a statement ago in this transaction, from `used_at IS NULL`.
-        sqlx::query("UPDATE enrolment_codes SET used_at = NULL WHERE registration_id = $1")
-            .bind(&claim.registration_id)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(UNCLAIM_CODE).bind(&claim.registration_id).execute(&mut *conn).await?;
     }
     Ok(Reservation::SerialTaken)
 }

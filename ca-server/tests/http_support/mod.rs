@@ -236,6 +236,7 @@ impl TestServer {
     /// The audit records carrying `request_id` (the HTTP layer's and the service's).
     pub async fn audit_records(&self, request_id: &str) -> Vec<LoggedRecord> {
         let filter = QueryFilter { limit: 10_000, ..QueryFilter::default() };
+        self.ca.audit_log().flush().await.unwrap(); // call records of state changes are queued
         let records = self.ca.audit_log().query(&filter).await.unwrap();
         records.into_iter().filter(|r| r.record.request_id.as_deref() == Some(request_id)).collect()
     }
@@ -243,6 +244,7 @@ impl TestServer {
     /// The audit records of `event`.
     pub async fn audit_events(&self, event: EventType) -> Vec<LoggedRecord> {
         let filter = QueryFilter { event: Some(event), limit: 10_000, ..QueryFilter::default() };
+        self.ca.audit_log().flush().await.unwrap();
         self.ca.audit_log().query(&filter).await.unwrap()
     }
 }

@@ -142,6 +142,21 @@ pub struct PurgeReport {
 }
 
 /// A message to the writer task.
+/// A record queued by [`AuditLog::enqueue`], not yet known to be committed.
+#[derive(Debug)]
+#[must_use = "a queued record may still fail; await `committed` or say why not"]
+pub struct PendingAppend(oneshot::Receiver<Result<u64, Error>>);
+
+impl PendingAppend {
+    /// The record's index once it is committed.
+    ///
+    /// # Errors
+    /// As [`AuditLog::append`]: the record was not committed.
+    pub async fn committed(self) -> Result<u64, Error> {
+        self.0.await.map_err(|_| writer_stopped())?
+    }
+}
+
 enum Command {
     Append(StoredRecord, oneshot::Sender<Result<u64, Error>>),
     /// The committed size and root, after everything queued before it.
@@ -325,6 +340,18 @@ impl<S: AuditStore> AuditLog<S> {
     /// [`Error::Audit`] for a read-only or closed log; [`Error::Store`] when the transaction
     /// failed; [`Error::Malformed`] when the record cannot be encoded.
     pub async fn append(&self, record: &AuditRecord) -> Result<u64, Error> {
+        self.enqueue(record).await?.committed().await
+    }
+
+    /// Hands a record to the writer and returns as soon as it is queued, before it is
+    /// committed: it takes its place after every record queued before it, a later
+    /// [`Self::close`] commits it first, and [`PendingAppend::committed`] waits for its commit.
+    /// For a record whose loss in a crash is acceptable because what it reports is recorded
+    /// durably elsewhere (the CA's record of an API call whose state change it already audited).
+    ///
+    /// # Errors
+    /// As [`Self::append`] for what can fail before the record is queued.
+    pub async fn enqueue(&self, record: &AuditRecord) -> Result<PendingAppend, Error> {
         let writer = self.writer()?;
         let der = record.to_der()?;
         let stored = StoredRecord {
@@ -338,7 +365,15 @@ impl<S: AuditStore> AuditLog<S> {
         };
         let (tx, rx) = oneshot::channel();
         writer.send(Command::Append(stored, tx)).await.map_err(|_| writer_stopped())?;
-        rx.await.map_err(|_| writer_stopped())?
+        Ok(PendingAppend(rx))
+    }
+
+    /// Returns once every record queued before this call is committed (or has failed).
+    ///
+    /// # Errors
+    /// [`Error::Audit`] for a read-only or closed log; [`Error::Store`].
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.snapshot().await.map(|_| ())
     }
 
     /// The committed size and root, as the writer sees them.
