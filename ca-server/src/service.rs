@@ -1220,19 +1220,16 @@ impl Ca {
 
     async fn enrol_inner(&self, caller: &Caller, code: &str, csr_pem: &str) -> Result<Issued, Error> {
         let source = source_key(caller.source);
-        let now = self.now();
-        if let Some(until) = self.inner.store.locked_until(&source, now.unix_timestamp()).await? {
-            return Err(Error::Locked { until });
-        }
-        let registration = self.check_code(caller, &source, code, now).await?;
+        let registration = self.check_code(caller, &source, code, self.now()).await?;
         let profile = self.inner.profiles.get(&registration.profile).map_err(|e| Error::internal("profile", e))?;
         let (spki_der, key_type) = self.check_csr(csr_pem, profile)?;
         let issuer = self.issuer_for(key_type)?;
         self.issue(caller, issuer, profile, &registration, spki_der, true).await
     }
 
-    /// Checks an enrolment code and returns its (approved) registration; refusals are
-    /// audited here with their real reason and counted (see the module documentation).
+    /// Checks that `source` is not locked out, then the enrolment code, and returns its
+    /// (approved) registration; refusals of the code are audited here with their real reason
+    /// and counted (see the module documentation).
     async fn check_code(
         &self,
         caller: &Caller,
@@ -1246,17 +1243,26 @@ impl Ca {
             self.count_failure(caller, source, reason).await?;
             Err(Error::CodeInvalid)
         };
+        let now_secs = now.unix_timestamp();
         let Some((id, secret)) = parse_code(code) else {
+            if let Some(until) = store.locked_until(source, now_secs).await? {
+                return Err(Error::Locked { until });
+            }
             return refuse(None, "malformed enrolment code").await;
         };
-        // One read for both: the registration is only looked at once the code is right.
-        let Some((row, registration)) = store.code_with_registration(&id).await? else {
+        // One read for the lock, the code and its registration; the registration is only
+        // looked at once the code is right.
+        let (locked, found) = store.code_with_registration(&id, source, now_secs).await?;
+        if let Some(until) = locked {
+            return Err(Error::Locked { until });
+        }
+        let Some((row, registration)) = found else {
             return refuse(Some(&id), "no enrolment code for this registration").await;
         };
         if row.used_at.is_some() {
             return refuse(Some(&id), "enrolment code already used").await;
         }
-        if row.expires_at <= now.unix_timestamp() {
+        if row.expires_at <= now_secs {
             return refuse(Some(&id), "enrolment code expired").await;
         }
         let max_attempts = i64::from(self.inner.config.enrolment.max_attempts.get());

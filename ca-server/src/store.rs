@@ -253,6 +253,10 @@ pub struct RevokedRow {
     pub reason: i64,
 }
 
+/// What [`Store::code_with_registration`] reads: the source's lock, if any, and the code with
+/// its registration.
+pub type CodeCheck = (Option<i64>, Option<(CodeRow, Option<RegistrationRow>)>);
+
 /// Which certificates [`Store::list_certificates`] returns.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListFilter {
@@ -719,31 +723,41 @@ impl Store {
         self.code_in(&mut conn, registration_id).await
     }
 
-    /// The code of a registration and the registration itself (`None` if its row is gone), in
-    /// one statement: what an enrolment checks before it claims the code.
+    /// What an enrolment checks before it claims a code, in one statement: until when
+    /// `source` is locked out (if it is at `now`), and the code of a registration with the
+    /// registration itself (`None` if its row is gone).
     ///
     /// # Errors
     /// [`Error::Store`].
     pub async fn code_with_registration(
         &self,
         registration_id: &str,
-    ) -> Result<Option<(CodeRow, Option<RegistrationRow>)>, Error> {
-        let row = sqlx::query(
-            "SELECT c.registration_id, c.code_hash, c.created_at, c.expires_at, c.attempts, c.used_at, c.serial, \
+        source: &str,
+        now: i64,
+    ) -> Result<CodeCheck, Error> {
+        let r = sqlx::query(
+            "SELECT (SELECT l.locked_until FROM lockouts l WHERE l.identity = $1 AND l.locked_until > $2), \
+             c.registration_id, c.code_hash, c.created_at, c.expires_at, c.attempts, c.used_at, c.serial, \
              r.id, r.kind, r.identifier, r.name, r.legal_representative, r.person_name, r.profile, r.status, \
              r.approvals_needed, r.created_by, r.created_at, r.updated_at \
-             FROM enrolment_codes c LEFT JOIN registrations r ON r.id = c.registration_id \
-             WHERE c.registration_id = $1",
+             FROM (SELECT 1 AS probe) AS probe \
+             LEFT JOIN enrolment_codes c ON c.registration_id = $3 \
+             LEFT JOIN registrations r ON r.id = c.registration_id",
         )
+        .bind(source)
+        .bind(now)
         .bind(registration_id)
-        .fetch_optional(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        let Some(r) = row else { return Ok(None) };
-        let registration = match r.try_get::<Option<String>, _>(7)? {
-            Some(_) => Some(registration_row(&r, 7)?),
+        let locked_until = r.try_get::<Option<i64>, _>(0)?;
+        if r.try_get::<Option<String>, _>(1)?.is_none() {
+            return Ok((locked_until, None));
+        }
+        let registration = match r.try_get::<Option<String>, _>(8)? {
+            Some(_) => Some(registration_row(&r, 8)?),
             None => None,
         };
-        Ok(Some((code_row(&r, 0)?, registration)))
+        Ok((locked_until, Some((code_row(&r, 1)?, registration))))
     }
 
     /// Counts a wrong code against a registration's code (committed at once).

@@ -201,6 +201,10 @@ async fn counts_failures_in_the_window_and_after_the_last_lock() {
         store.lock("serial:41", 1000).await.unwrap();
         assert_eq!(store.locked_until("serial:41", 999).await.unwrap(), Some(1000));
         assert_eq!(store.locked_until("serial:41", 1000).await.unwrap(), None);
+        // The enrolment check reads the same lock along with a code (none here).
+        assert_eq!(store.code_with_registration("r-none", "serial:41", 999).await.unwrap(), (Some(1000), None));
+        assert_eq!(store.code_with_registration("r-none", "serial:41", 1000).await.unwrap(), (None, None));
+        assert_eq!(store.code_with_registration("r-none", "serial:99", 999).await.unwrap(), (None, None));
         // After the lock, counting starts again.
         assert_eq!(store.add_auth_failure("serial:41", 1001, 0, "bad").await.unwrap(), 1);
         assert_eq!(store.add_auth_failure("serial:99", 1001, 0, "bad").await.unwrap(), 1);
