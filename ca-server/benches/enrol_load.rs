@@ -15,7 +15,8 @@
 //! registrations are created and approved through the service API beforehand, and N P-256 CSRs
 //! generated, so the timed part is only `POST /api/v1/enrol`: code check, proof of possession,
 //! lint with a throwaway key, signing, storing and auditing each certificate before it is
-//! returned, plus the HTTP layer's own audit record of the call.
+//! returned, plus the HTTP layer's own audit record of the call (queued for the audit log's
+//! next batch, not awaited: the `Issue` record is already committed when the answer goes out).
 //!
 //! Each line ends with the CPU time the whole process (all threads; in the HTTPS phase the load
 //! clients too) spent per certificate: on a shared machine it is steadier than the rate, and
