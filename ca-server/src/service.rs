@@ -44,43 +44,54 @@
 //!    bits) just draws another. Committed before anything is signed.
 //! 2. **Lint, then sign.** [`policies::issue`] builds the certificate, lints it signed by a
 //!    throwaway key, and only then has the issuing key sign it.
-//! 3. **Audit.** The `Issue` record is appended to the audit log; `append` returns only after
-//!    the record is committed.
-//! 4. **Mark issued.** In one transaction: status `good` with the DER, the code's serial, the
-//!    registration `enrolled`.
-//! 5. **Return** the certificate.
+//! 3. **Audit and mark issued, side by side.** The `Issue` record is appended to the audit log
+//!    while, in one transaction of the CA database, the row becomes `good` with its DER and
+//!    `audit_pending` set, the code gets its serial and the registration is `enrolled`. Each
+//!    returns only once committed.
+//! 4. **Return** the certificate once both are committed, and clear `audit_pending` in a later
+//!    batch that nobody waits for.
 //!
 //! So a certificate is returned only when its row says `good` and the audit log has its
-//! record; a crash (kill -9) at any point leaves at worst a row in `issuing`, whose
-//! certificate was never released. When the CA starts ([`Ca::open`]) it marks such rows
-//! `abandoned`, audits each, and gives back the enrolment code such a reservation claimed;
-//! abandoned serials stay in the table for ever and are never reused. The CA runs as a single writer process (active/passive for high availability),
-//! which is what makes "still `issuing` at start-up" mean "crashed".
+//! record. A crash (kill -9) at any point leaves at worst
+//! - a row in `issuing` (with or without its `Issue` record): its certificate was never
+//!   released; or
+//! - a `good` row with `audit_pending` set: released only if its `Issue` record is committed.
+//!
+//! When the CA starts ([`Ca::open`]) it marks `issuing` rows `abandoned` and gives back the
+//! enrolment code such a reservation claimed; for each `audit_pending` row it looks up the
+//! serial's `Issue` record in the audit log (an indexed lookup by object): if the record is
+//! there the flag is cleared (the certificate may have been released), otherwise the
+//! certificate was never released and the row is taken back — `abandoned`, its code given back,
+//! its registration `approved` again. Each abandonment is audited; abandoned serials stay in
+//! the table for ever and are never reused. The CA runs as a single writer process
+//! (active/passive for high availability), which is what makes "still `issuing` or pending at
+//! start-up" mean "crashed". Step 3 used to audit first and mark after; doing both at once
+//! takes one commit time off every issuance, and the start-up lookup is what pays for it.
 //!
 //! ## Group commit
 //!
-//! Steps 1 and 4 are jobs for the issuance writer ([`store::IssuanceWriter`]). On SQLite they
-//! are not transactions of their own: one thread runs every job waiting at that moment — the
-//! reservations and the mark-issued steps of all issuances in flight — in one transaction, and
-//! answers each job only after the commit. A job runs the statements its own transaction used
-//! to and decides its outcome from them alone, so every guarantee above holds per issuance;
-//! what a batch shares is the sync of its commit (and the write lock, for which concurrent
-//! issuances no longer queue). If a batch fails, it fails every issuance in it: no reservation
-//! of it was made, no mark-issued recorded (such a serial is abandoned, as for any failure of
-//! step 4). On PostgreSQL each job keeps its own transaction: the server runs them in parallel
-//! and shares one WAL flush among concurrent commits itself. Step 3 shares a commit through the
-//! audit log's own group commit.
+//! Steps 1 and 3 (and 4's clearing) are jobs for the issuance writer ([`store::IssuanceWriter`]).
+//! On SQLite they are not transactions of their own: one thread runs every job waiting at that
+//! moment — the reservations and the mark-issued steps of all issuances in flight — in one
+//! transaction, and answers each job only after the commit. A job runs the statements its own
+//! transaction used to and decides its outcome from them alone, so every guarantee above holds
+//! per issuance; what a batch shares is the sync of its commit (and the write lock, for which
+//! concurrent issuances no longer queue). If a batch fails, it fails every issuance in it: no
+//! reservation of it was made, no mark-issued recorded (such a serial is abandoned, as for any
+//! failure of step 3). On PostgreSQL each job keeps its own transaction: the server runs them
+//! in parallel and shares one WAL flush among concurrent commits itself. The audit record
+//! shares a commit through the audit log's own group commit.
 //!
-//! Each issuance still waits for three durable commits in turn — reserve, audit, mark issued,
-//! the order that makes a crash safe. With `synchronous=FULL` or `fsync=on` a commit is a disk
-//! sync, so with W concurrent callers at most W certificates are issued per three commit times,
-//! whatever the CPU does; batching makes each sync serve all W instead of queueing them one by
-//! one. Over HTTPS the call's own audit record ([`crate::authz`]) is queued, not waited for:
-//! the `Issue` record of step 3 is already durable when the certificate is released.
+//! Each issuance waits for two rounds of durable commits — the reservation, then the audit
+//! record and the mark-issued step at once. With `synchronous=FULL` or `fsync=on` a commit is
+//! a disk sync, so with W concurrent callers at most W certificates are issued per two commit
+//! times, whatever the CPU does; batching makes each sync serve all W instead of queueing them
+//! one by one. Over HTTPS the call's own audit record ([`crate::authz`]) is queued, not waited
+//! for: the `Issue` record is already durable when the certificate is released.
 //!
 //! Fail closed: if the audit append fails, the operation fails with
-//! [`Error::AuditUnavailable`], the row is marked `abandoned`, the code is given back, and
-//! nothing is returned. State changes other than issuance (registration, approval,
+//! [`Error::AuditUnavailable`], the row is marked `abandoned` (taken back if it was already
+//! marked issued), the code is given back, and nothing is returned. State changes other than issuance (registration, approval,
 //! revocation, hold, release, CRLs) append their audit record inside the database
 //! transaction, before it commits: a failed append rolls the change back.
 
@@ -97,7 +108,7 @@ use sha2::{Digest, Sha256};
 use signer_lib::Signer;
 use signer_lib::algorithm::KeyType;
 pub use signer_lib::audit::EventType;
-use signer_lib::audit::{Actor, AuditLog, AuditRecord, PendingAppend};
+use signer_lib::audit::{Actor, AuditLog, AuditRecord, Outcome, PendingAppend, QueryFilter};
 use time::OffsetDateTime;
 use x509_cert::Certificate;
 use zeroize::Zeroizing;
@@ -627,8 +638,30 @@ impl Ca {
         Ok(ca)
     }
 
-    /// Marks serials left `issuing` by a crash `abandoned`, auditing each.
+    /// Resolves what a crash can leave of issuances (see "Issuance durability"): serials left
+    /// `issuing` are marked `abandoned`; rows marked issued with their `Issue` record pending are
+    /// cleared when the audit log has that record, and taken back (abandoned, code given back)
+    /// when it has not. Each abandonment is audited.
     async fn recover(&self) -> Result<(), Error> {
+        for serial in self.inner.store.audit_pending_serials().await? {
+            let filter = QueryFilter {
+                object: Some(serial.clone()),
+                event: Some(EventType::Issue),
+                limit: QueryFilter::DEFAULT_LIMIT,
+                ..QueryFilter::default()
+            };
+            let records = self.inner.audit.query(&filter).await.map_err(|e| Error::AuditUnavailable(e.to_string()))?;
+            if records.iter().any(|r| r.record.outcome == Outcome::Success) {
+                self.inner.store.clear_audit_pending(&serial).await?;
+            } else if self.inner.store.unissue(&serial, self.now().unix_timestamp()).await? {
+                self.system_audit(
+                    EventType::Issue,
+                    Some(&serial),
+                    Err("marked issued but its Issue record was never committed (crash), so never released; marked abandoned"),
+                )
+                .await?;
+            }
+        }
         for serial in self.inner.store.issuing_serials().await? {
             let now = self.now().unix_timestamp();
             if self.inner.store.mark_abandoned(&serial, now).await? {
@@ -1461,29 +1494,41 @@ impl Ca {
         let der = certificate.to_der().map_err(|e| Error::internal("certificate", e))?;
         let certificate_pem = pem(&certificate)?;
 
-        // 3. Audit; fail closed.
-        if let Err(e) = self.audit(caller, EventType::Issue, Some(&serial_hex), Ok(())).await {
-            self.abandon(&serial_hex, claim_code.then_some(registration.id.as_str())).await;
-            return Err(e);
-        }
-
-        // 4. Mark issued.
+        // 3. Audit and mark issued (`audit_pending`), both at once; fail closed.
         let enrolled = claim_code.then(|| registration.id.clone());
-        let marked =
-            match self.inner.issuance.issued(serial_hex.clone(), der, enrolled, self.now().unix_timestamp()).await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(Error::Internal(format!("serial {serial_hex} is no longer reserved"))),
-                Err(e) => Err(e),
-            };
-        if let Err(e) = marked {
-            // Not released; the audit log shows the Issue record followed by this failure.
-            let _ = store.mark_abandoned(&serial_hex, self.now().unix_timestamp()).await;
-            let _ =
-                self.audit(caller, EventType::Issue, Some(&serial_hex), Err("not recorded as issued; abandoned")).await;
-            return Err(e);
+        let (audited, marked) = tokio::join!(
+            self.audit(caller, EventType::Issue, Some(&serial_hex), Ok(())),
+            self.inner.issuance.issued(serial_hex.clone(), der, enrolled, self.now().unix_timestamp()),
+        );
+        let marked = match marked {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::Internal(format!("serial {serial_hex} is no longer reserved"))),
+            Err(e) => Err(e),
+        };
+        match (audited, marked) {
+            (Ok(()), Ok(())) => {}
+            (Err(e), Ok(())) => {
+                // Marked issued, never audited, never released: take it back (if that fails
+                // too, the next start finds the row pending without its record and does it).
+                let _ = store.unissue(&serial_hex, self.now().unix_timestamp()).await;
+                return Err(e);
+            }
+            (Ok(()), Err(e)) => {
+                // Not released; the audit log shows the Issue record followed by this failure.
+                let _ = store.mark_abandoned(&serial_hex, self.now().unix_timestamp()).await;
+                let _ = self
+                    .audit(caller, EventType::Issue, Some(&serial_hex), Err("not recorded as issued; abandoned"))
+                    .await;
+                return Err(e);
+            }
+            (Err(e), Err(_)) => {
+                self.abandon(&serial_hex, claim_code.then_some(registration.id.as_str())).await;
+                return Err(e);
+            }
         }
 
-        // 5. Release.
+        // 4. Release, and clear `audit_pending` in a later batch (nobody waits for that).
+        self.inner.issuance.audited(serial_hex.clone());
         Ok(Issued {
             certificate_pem,
             chain_pem: issuer.chain_pem.clone(),

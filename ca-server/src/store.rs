@@ -32,11 +32,13 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_initial.sql")),
     (2, include_str!("../migrations/sqlite/0002_operator_authorisations.sql")),
     (3, include_str!("../migrations/sqlite/0003_key_rotations.sql")),
+    (4, include_str!("../migrations/sqlite/0004_audit_pending.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_initial.sql")),
     (2, include_str!("../migrations/postgres/0002_operator_authorisations.sql")),
     (3, include_str!("../migrations/postgres/0003_key_rotations.sql")),
+    (4, include_str!("../migrations/postgres/0004_audit_pending.sql")),
 ];
 
 /// The SQLite busy timeout: how long a writer waits for another to finish.
@@ -283,9 +285,11 @@ const UNCLAIM_CODE: &str = "UPDATE enrolment_codes SET used_at = NULL WHERE regi
 const SET_CODE_SERIAL: &str = "UPDATE enrolment_codes SET serial = $1 WHERE registration_id = $2";
 /// Sets a registration's status: status, `now`, id.
 const SET_REGISTRATION_STATUS: &str = "UPDATE registrations SET status = $1, updated_at = $2 WHERE id = $3";
-/// Marks a reserved serial issued: DER, `now`, serial.
-const MARK_ISSUED: &str =
-    "UPDATE certificates SET status = 'good', der = $1, updated_at = $2 WHERE serial = $3 AND status = 'issuing'";
+/// Marks a reserved serial issued, its `Issue` audit record still pending: DER, `now`, serial.
+const MARK_ISSUED: &str = "UPDATE certificates SET status = 'good', der = $1, updated_at = $2, audit_pending = 1 \
+                           WHERE serial = $3 AND status = 'issuing'";
+/// Records that an issued serial's `Issue` audit record is committed: serial.
+const CLEAR_AUDIT_PENDING: &str = "UPDATE certificates SET audit_pending = 0 WHERE serial = $1 AND audit_pending = 1";
 /// Inserts a certificate row: serial, issuer, subject, profile, registration id, USCC,
 /// not before, not after, status, DER, `now`.
 const INSERT_CERTIFICATE: &str = "INSERT INTO certificates (serial, issuer, subject, profile, registration_id, uscc, \
@@ -876,6 +880,68 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Records that the `Issue` audit record of `serial` is committed (see migration 4).
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn clear_audit_pending(&self, serial: &str) -> Result<(), Error> {
+        sqlx::query(CLEAR_AUDIT_PENDING).bind(serial).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The serials marked issued whose `Issue` audit record was not known to be committed (by
+    /// a crash, or by an issuance still running).
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn audit_pending_serials(&self) -> Result<Vec<String>, Error> {
+        let rows = sqlx::query("SELECT serial FROM certificates WHERE audit_pending = 1 ORDER BY serial")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>().map_err(Error::from)
+    }
+
+    /// Takes back an issuance whose certificate was never released because its `Issue` audit
+    /// record is missing: in one transaction, the row (still `good` with its record pending)
+    /// becomes `abandoned`, and if the registration's enrolment code was used for this serial,
+    /// the code is given back and the registration is `approved` again. `false` (nothing
+    /// written) when the row is not in that state.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn unissue(&self, serial: &str, now: i64) -> Result<bool, Error> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "UPDATE certificates SET status = 'abandoned', audit_pending = 0, updated_at = $1 \
+             WHERE serial = $2 AND status = 'good' AND audit_pending = 1 RETURNING registration_id",
+        )
+        .bind(now)
+        .bind(serial)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(false) };
+        if let Some(registration_id) = row.try_get::<Option<String>, _>(0)? {
+            let code = sqlx::query(
+                "UPDATE enrolment_codes SET used_at = NULL, serial = NULL WHERE registration_id = $1 AND serial = $2",
+            )
+            .bind(&registration_id)
+            .bind(serial)
+            .execute(&mut *tx)
+            .await?;
+            if code.rows_affected() == 1 {
+                sqlx::query(
+                    "UPDATE registrations SET status = 'approved', updated_at = $1 WHERE id = $2 AND status = 'enrolled'",
+                )
+                .bind(now)
+                .bind(&registration_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// The serials left `issuing` (by a crash, or by an issuance still running elsewhere).

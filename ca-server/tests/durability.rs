@@ -8,11 +8,12 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use ca_server::store::NewCertificate;
+use ca_server::Clock as _;
+use ca_server::store::{Claim, IssuanceWriter, NewCertificate, Reservation};
 use ca_server::{Ca, CertificateFilter, CertificateStatus, Config, Error, ManualClock, RegistrationStatus};
 use common::{Backend, Fixture, backends, config_for, csr};
 use signer_lib::SignatureAlgorithm;
-use signer_lib::audit::{EventType, Outcome, QueryFilter};
+use signer_lib::audit::{Actor, AuditRecord, EventType, Outcome, QueryFilter, now_millis};
 use sqlx::Connection as _;
 
 /// Breaks the audit store under the running CA: its record table disappears, so every append
@@ -84,6 +85,78 @@ async fn a_failing_audit_log_fails_enrolment_and_nothing_is_issued() {
             .unwrap_err();
         assert!(matches!(err, Error::AuditUnavailable(_)), "{err}");
         f.close(&backend).await;
+    }
+}
+
+#[tokio::test]
+async fn settles_certificates_marked_issued_whose_audit_record_was_pending() {
+    for backend in backends().await {
+        let f = Fixture::new(&backend).await;
+        let now = f.clock.now().unix_timestamp();
+
+        // A normal enrolment clears its flag by itself, shortly after it returns.
+        let (_, code) = f.approved_enterprise().await;
+        let issued =
+            f.ca.enrol(&Fixture::anonymous([10, 7, 0, 1]), &code, &csr(SignatureAlgorithm::EcdsaP256Sha256).1)
+                .await
+                .unwrap();
+        let mut waited = 0;
+        while !f.ca.store().audit_pending_serials().await.unwrap().is_empty() {
+            assert!(waited < 100, "{}: audit_pending never cleared", backend.name);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            waited += 1;
+        }
+
+        // What a crash between the two halves of step 3 leaves: rows marked issued with their
+        // flag set; `lost` has no Issue record, `kept` has one.
+        let writer = IssuanceWriter::start(f.ca.store().clone()).unwrap();
+        let (lost_registration, lost_code) = f.approved_enterprise().await;
+        let (kept_registration, _) = f.approved_enterprise().await;
+        let mut marked = Vec::new();
+        for (serial, registration) in [("4d01", &lost_registration), ("4d02", &kept_registration)] {
+            let claim = Some(Claim { registration_id: registration.clone(), max_attempts: 5 });
+            let row = NewCertificate {
+                serial: serial.into(),
+                issuer: "p256".into(),
+                subject: "CN=x".into(),
+                profile: "enterprise-legal-rep".into(),
+                registration_id: Some(registration.clone()),
+                uscc: None,
+                not_before: 0,
+                not_after: 1,
+            };
+            assert_eq!(writer.reserve(row, claim, now).await.unwrap(), Reservation::Reserved);
+            assert!(writer.issued(serial.into(), b"der".to_vec(), Some(registration.clone()), now).await.unwrap());
+            marked.push(serial.to_owned());
+        }
+        writer.close().await;
+        assert_eq!(f.ca.store().audit_pending_serials().await.unwrap(), marked, "{}", backend.name);
+        let record = AuditRecord::new(now_millis(), Actor::account("ca"), EventType::Issue).object("4d02");
+        f.ca.audit_log().append(&record).await.unwrap();
+
+        let Fixture { dir, config, clock, ca, .. } = f;
+        ca.close().await;
+        let ca = Ca::open_with_clock(dir.path(), &config, clock.clone()).await.unwrap();
+        let store = ca.store();
+        assert!(store.audit_pending_serials().await.unwrap().is_empty(), "{}", backend.name);
+        // Recorded: it may have been released, so it stays good.
+        assert_eq!(store.certificate("4d02").await.unwrap().unwrap().status, "good");
+        assert_eq!(store.certificate(&issued.serial_hex).await.unwrap().unwrap().status, "good");
+        // Not recorded: never released; taken back, audited, and its code works again.
+        assert_eq!(store.certificate("4d01").await.unwrap().unwrap().status, "abandoned");
+        let code_row = store.code(&lost_registration).await.unwrap().unwrap();
+        assert_eq!((code_row.used_at, code_row.serial), (None, None));
+        let filter = QueryFilter { object: Some("4d01".into()), ..QueryFilter::default() };
+        let records = ca.audit_log().query(&filter).await.unwrap();
+        assert!(
+            records.iter().any(|r| matches!(&r.record.outcome, Outcome::Failure(m) if m.contains("never released"))),
+            "{records:?}"
+        );
+        let again =
+            ca.enrol(&Fixture::anonymous([10, 7, 0, 2]), &lost_code, &csr(SignatureAlgorithm::EcdsaP256Sha256).1).await;
+        assert!(again.is_ok(), "{}: {again:?}", backend.name);
+        ca.close().await;
+        backend.cleanup().await;
     }
 }
 
@@ -228,8 +301,9 @@ async fn check_after_crash(ca: &Ca, dir: &std::path::Path, acknowledged: &[Strin
         let (ca, security) = (ca.clone(), security.clone());
         async move { ca.list_certificates(&security, filter).await.unwrap() }
     };
-    // Nothing is left half-issued.
+    // Nothing is left half-issued: no reservation, no row waiting to learn of its Issue record.
     assert!(list("issuing").await.is_empty());
+    assert!(ca.store().audit_pending_serials().await.unwrap().is_empty());
     eprintln!(
         "{backend}: {} acknowledged so far, {} reservations abandoned by recovery",
         acknowledged.len(),

@@ -1,6 +1,8 @@
 //! Group commit for issuance: the two write transactions of every issuance — **reserve** (claim
 //! the enrolment code, insert the serial as `issuing`) and **issued** (the row `good` with its
-//! DER, the registration `enrolled`, the code's serial) — are jobs for [`IssuanceWriter`].
+//! DER and `audit_pending`, the registration `enrolled`, the code's serial) — are jobs for
+//! [`IssuanceWriter`], and so is clearing `audit_pending` once the `Issue` record is committed,
+//! which nobody waits for ([`IssuanceWriter::audited`]).
 //!
 //! On SQLite, one writer thread commits whatever jobs are waiting, from all issuances in flight,
 //! in **one** transaction. Each job runs the statements its own transaction used to, and its
@@ -36,8 +38,8 @@ use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    CLAIM_CODE, INSERT_CERTIFICATE_IF_FREE, MARK_ISSUED, NewCertificate, SET_CODE_SERIAL, SET_REGISTRATION_STATUS,
-    SQLITE_CONNECTION_PRAGMAS, Store, UNCLAIM_CODE, insert_certificate,
+    CLAIM_CODE, CLEAR_AUDIT_PENDING, INSERT_CERTIFICATE_IF_FREE, MARK_ISSUED, NewCertificate, SET_CODE_SERIAL,
+    SET_REGISTRATION_STATUS, SQLITE_CONNECTION_PRAGMAS, Store, UNCLAIM_CODE, insert_certificate,
 };
 use crate::Error;
 
@@ -84,6 +86,8 @@ type Reply<T> = oneshot::Sender<Result<T, Error>>;
 enum Job {
     Reserve(Reserve, Reply<Reservation>),
     Issued(Issued, Reply<bool>),
+    /// The serial's `Issue` audit record is committed: clear its flag (nobody waits for it).
+    Audited(String),
     /// Stop: release the connection, then answer.
     Close(oneshot::Sender<()>),
 }
@@ -93,6 +97,7 @@ enum Job {
 struct Batch {
     issued: Vec<(Issued, Reply<bool>)>,
     reserve: Vec<(Reserve, Reply<Reservation>)>,
+    audited: Vec<String>,
 }
 
 impl Batch {
@@ -101,13 +106,14 @@ impl Batch {
         match job {
             Job::Reserve(job, reply) => self.reserve.push((job, reply)),
             Job::Issued(job, reply) => self.issued.push((job, reply)),
+            Job::Audited(serial) => self.audited.push(serial),
             Job::Close(done) => return Some(done),
         }
         None
     }
 
     fn len(&self) -> usize {
-        self.issued.len() + self.reserve.len()
+        self.issued.len() + self.reserve.len() + self.audited.len()
     }
 }
 
@@ -199,6 +205,32 @@ impl IssuanceWriter {
     }
 }
 
+impl IssuanceWriter {
+    /// Records, in a later batch and without waiting, that the `Issue` audit record of an issued
+    /// `serial` is committed. If that is lost (a failed batch, a crash), the CA finds the record
+    /// when it next starts and clears the flag then.
+    pub fn audited(&self, serial: String) {
+        match &self.jobs {
+            Some(jobs) => {
+                if let Err(mpsc::error::TrySendError::Full(job)) = jobs.try_send(Job::Audited(serial)) {
+                    let jobs = jobs.clone();
+                    tokio::spawn(async move {
+                        let _ = jobs.send(job).await;
+                    });
+                }
+            }
+            None => {
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = store.clear_audit_pending(&serial).await {
+                        tracing::warn!(serial, error = %e, "could not clear audit_pending (start-up recovery will)");
+                    }
+                });
+            }
+        }
+    }
+}
+
 fn stopped() -> Error {
     Error::Store("the issuance writer stopped".into())
 }
@@ -254,6 +286,9 @@ fn commit(store: &Store, path: &Path, conn: &mut Option<Connection>, batch: Batc
         }
         Err(e) => {
             let failed = || Error::Store(format!("the issuance batch was not committed: {e}"));
+            if !batch.audited.is_empty() {
+                tracing::warn!(serials = batch.audited.len(), error = %e, "audit_pending not cleared (start-up recovery will)");
+            }
             for (_, reply) in batch.issued {
                 let _ = reply.send(Err(failed()));
             }
@@ -283,6 +318,9 @@ fn run_batch(conn: &mut Connection, batch: &Batch) -> rusqlite::Result<(Vec<bool
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let marked = batch.issued.iter().map(|(job, _)| issued_sqlite(&tx, job)).collect::<Result<_, _>>()?;
     let reserved = batch.reserve.iter().map(|(job, _)| reserve_sqlite(&tx, job)).collect::<Result<_, _>>()?;
+    for serial in &batch.audited {
+        tx.prepare_cached(CLEAR_AUDIT_PENDING)?.execute(params![serial])?;
+    }
     tx.commit()?;
     Ok((marked, reserved))
 }
