@@ -652,7 +652,7 @@ impl Ca {
             };
             let records = self.inner.audit.query(&filter).await.map_err(|e| Error::AuditUnavailable(e.to_string()))?;
             if records.iter().any(|r| r.record.outcome == Outcome::Success) {
-                self.inner.store.clear_audit_pending(&serial).await?;
+                self.inner.store.clear_audit_pending(std::slice::from_ref(&serial)).await?;
             } else if self.inner.store.unissue(&serial, self.now().unix_timestamp()).await? {
                 self.system_audit(
                     EventType::Issue,

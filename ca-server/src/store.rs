@@ -882,12 +882,24 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Records that the `Issue` audit record of `serial` is committed (see migration 4).
+    /// Records that the `Issue` audit records of `serials` are committed (see migration 4), in
+    /// one statement.
     ///
     /// # Errors
     /// [`Error::Store`].
-    pub async fn clear_audit_pending(&self, serial: &str) -> Result<(), Error> {
-        sqlx::query(CLEAR_AUDIT_PENDING).bind(serial).execute(&self.pool).await?;
+    pub async fn clear_audit_pending(&self, serials: &[String]) -> Result<(), Error> {
+        if serials.is_empty() {
+            return Ok(());
+        }
+        // Only placeholders carry values; the SQL text is built from constants.
+        let placeholders = (1..=serials.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql =
+            format!("UPDATE certificates SET audit_pending = 0 WHERE audit_pending = 1 AND serial IN ({placeholders})");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for serial in serials {
+            query = query.bind(serial);
+        }
+        query.execute(&self.pool).await?;
         Ok(())
     }
 

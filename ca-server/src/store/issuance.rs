@@ -124,27 +124,36 @@ pub struct IssuanceWriter {
     store: Store,
     /// The writer thread's queue; `None` on PostgreSQL, where each job commits on its own.
     jobs: Option<mpsc::Sender<Job>>,
+    /// On PostgreSQL, the queue of the task that clears `audit_pending` for every serial
+    /// waiting, in one statement.
+    clears: Option<mpsc::Sender<String>>,
 }
 
 impl IssuanceWriter {
-    /// The writer for `store`; on SQLite, starts its thread.
+    /// The writer for `store`: on SQLite, starts its thread; on PostgreSQL, the task that
+    /// clears `audit_pending` (on the current Tokio runtime).
     ///
     /// # Errors
     /// [`Error::Internal`] when the thread cannot be started.
     pub fn start(store: Store) -> Result<Self, Error> {
-        let jobs = match store.sqlite_path() {
+        let (mut jobs, mut clears) = (None, None);
+        match store.sqlite_path() {
             Some(path) => {
-                let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+                let (sender, queue) = mpsc::channel(QUEUE_DEPTH);
                 let (writer_store, path) = (store.clone(), path.to_path_buf());
                 std::thread::Builder::new()
                     .name("ca-issuance-writer".into())
                     .spawn(move || run(&writer_store, &path, queue))
                     .map_err(|e| Error::Internal(format!("cannot start the issuance writer: {e}")))?;
-                Some(jobs)
+                jobs = Some(sender);
             }
-            None => None,
-        };
-        Ok(Self { store, jobs })
+            None => {
+                let (sender, queue) = mpsc::channel(QUEUE_DEPTH);
+                tokio::spawn(clear_pending(store.clone(), queue));
+                clears = Some(sender);
+            }
+        }
+        Ok(Self { store, jobs, clears })
     }
 
     /// Stops the writer thread once the jobs queued before this call are done, and closes its
@@ -210,24 +219,41 @@ impl IssuanceWriter {
     /// `serial` is committed. If that is lost (a failed batch, a crash), the CA finds the record
     /// when it next starts and clears the flag then.
     pub fn audited(&self, serial: String) {
-        match &self.jobs {
-            Some(jobs) => {
-                if let Err(mpsc::error::TrySendError::Full(job)) = jobs.try_send(Job::Audited(serial)) {
-                    let jobs = jobs.clone();
-                    tokio::spawn(async move {
-                        let _ = jobs.send(job).await;
-                    });
-                }
-            }
-            None => {
-                let store = self.store.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = store.clear_audit_pending(&serial).await {
-                        tracing::warn!(serial, error = %e, "could not clear audit_pending (start-up recovery will)");
-                    }
-                });
+        if let Some(jobs) = &self.jobs {
+            queue_without_waiting(jobs, Job::Audited(serial));
+        } else if let Some(clears) = &self.clears {
+            queue_without_waiting(clears, serial);
+        }
+    }
+}
+
+/// Queues `item`; when the queue is full, a task waits for room instead of the caller.
+fn queue_without_waiting<T: Send + 'static>(queue: &mpsc::Sender<T>, item: T) {
+    if let Err(mpsc::error::TrySendError::Full(item)) = queue.try_send(item) {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            let _ = queue.send(item).await;
+        });
+    }
+}
+
+/// On PostgreSQL: clears `audit_pending` for every serial waiting, in one statement (one
+/// transaction per statement would add a WAL flush per certificate). A failure is logged; the
+/// next start settles those rows from the audit log.
+async fn clear_pending(store: Store, mut queue: mpsc::Receiver<String>) {
+    let mut serials = Vec::new();
+    while let Some(first) = queue.recv().await {
+        serials.push(first);
+        while serials.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(serial) => serials.push(serial),
+                Err(_) => break,
             }
         }
+        if let Err(e) = store.clear_audit_pending(&serials).await {
+            tracing::warn!(serials = serials.len(), error = %e, "audit_pending not cleared (start-up recovery will)");
+        }
+        serials.clear();
     }
 }
 
