@@ -67,8 +67,8 @@ pub enum Dialect {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
-    dialect: Dialect,
-    /// The database file, on SQLite (the issuance writer opens its own connection to it).
+    /// The database file on SQLite (the issuance writer opens its own connection to it); `None`
+    /// on PostgreSQL.
     sqlite_path: Option<PathBuf>,
 }
 
@@ -364,7 +364,7 @@ impl Store {
         if dialect == Dialect::Sqlite {
             sqlx::raw_sql("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
-        let store = Self { pool, dialect, sqlite_path };
+        let store = Self { pool, sqlite_path };
         store.migrate().await?;
         Ok(store)
     }
@@ -372,7 +372,7 @@ impl Store {
     /// The dialect.
     #[must_use]
     pub fn dialect(&self) -> Dialect {
-        self.dialect
+        if self.sqlite_path.is_some() { Dialect::Sqlite } else { Dialect::Postgres }
     }
 
     /// The database file, on SQLite.
@@ -397,7 +397,7 @@ impl Store {
     /// # Errors
     /// [`Error::Store`].
     pub async fn begin(&self) -> Result<Tx, Error> {
-        Ok(match self.dialect {
+        Ok(match self.dialect() {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => self.pool.begin().await?,
         })
@@ -413,12 +413,12 @@ impl Store {
     }
 
     async fn migrate(&self) -> Result<(), Error> {
-        let migrations = match self.dialect {
+        let migrations = match self.dialect() {
             Dialect::Sqlite => SQLITE_MIGRATIONS,
             Dialect::Postgres => POSTGRES_MIGRATIONS,
         };
         let mut tx = self.begin().await?;
-        if self.dialect == Dialect::Postgres {
+        if self.dialect() == Dialect::Postgres {
             // Two processes starting at once: the second waits here, then sees the first's work.
             sqlx::query("SELECT pg_advisory_xact_lock(72016)").execute(&mut *tx).await?;
         }

@@ -26,10 +26,11 @@
 //! a failed batch the connection is dropped and the next batch opens a fresh one; once the pool
 //! is closed batches fail, and [`IssuanceWriter::close`] stops the thread.
 //!
-//! On PostgreSQL each job is still a transaction of its own, run at once on a pooled
-//! connection: the server runs concurrent transactions in parallel and already shares one WAL
-//! flush among the commits waiting for it, whereas one writer would run every statement of a
-//! batch one round trip after another.
+//! On PostgreSQL each reserve and mark-issued job is still a transaction of its own, run at
+//! once on a pooled connection: the server runs concurrent transactions in parallel and already
+//! shares one WAL flush among the commits waiting for it, whereas one writer would run every
+//! statement of a batch one round trip after another. There the queue carries only the clearing
+//! of `audit_pending`, which a task does for all waiting serials in one statement.
 
 use std::path::Path;
 
@@ -38,7 +39,7 @@ use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    CLAIM_CODE, CLEAR_AUDIT_PENDING, INSERT_CERTIFICATE_IF_FREE, MARK_ISSUED, NewCertificate, SET_CODE_SERIAL,
+    CLAIM_CODE, CLEAR_AUDIT_PENDING, Dialect, INSERT_CERTIFICATE_IF_FREE, MARK_ISSUED, NewCertificate, SET_CODE_SERIAL,
     SET_REGISTRATION_STATUS, SQLITE_CONNECTION_PRAGMAS, Store, UNCLAIM_CODE, insert_certificate,
 };
 use crate::Error;
@@ -115,56 +116,71 @@ impl Batch {
     fn len(&self) -> usize {
         self.issued.len() + self.reserve.len() + self.audited.len()
     }
+
+    /// `first` and every job queued meanwhile, up to [`MAX_BATCH`]; a close request ends the
+    /// batch and is handed back.
+    fn gather(first: Job, queue: &mut mpsc::Receiver<Job>) -> (Self, Option<oneshot::Sender<()>>) {
+        let mut batch = Self::default();
+        let mut close = batch.push(first);
+        while close.is_none() && batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => close = batch.push(job),
+                Err(_) => break,
+            }
+        }
+        (batch, close)
+    }
 }
 
-/// The issuance writer (see the module documentation). On SQLite, clones share one writer
-/// thread, which stops on [`Self::close`] or when the last clone is dropped.
+/// The issuance writer (see the module documentation). Clones share one queue and what serves
+/// it — on SQLite the writer thread, on PostgreSQL a task that only clears `audit_pending` —
+/// which stops on [`Self::close`] or when the last clone is dropped.
 #[derive(Clone, Debug)]
 pub struct IssuanceWriter {
     store: Store,
-    /// The writer thread's queue; `None` on PostgreSQL, where each job commits on its own.
-    jobs: Option<mpsc::Sender<Job>>,
-    /// On PostgreSQL, the queue of the task that clears `audit_pending` for every serial
-    /// waiting, in one statement.
-    clears: Option<mpsc::Sender<String>>,
+    queue: mpsc::Sender<Job>,
 }
 
 impl IssuanceWriter {
-    /// The writer for `store`: on SQLite, starts its thread; on PostgreSQL, the task that
-    /// clears `audit_pending` (on the current Tokio runtime).
+    /// The writer for `store`: on SQLite, starts its thread; on PostgreSQL, its task (on the
+    /// current Tokio runtime).
     ///
     /// # Errors
     /// [`Error::Internal`] when the thread cannot be started.
     pub fn start(store: Store) -> Result<Self, Error> {
-        let (mut jobs, mut clears) = (None, None);
+        let (queue, jobs) = mpsc::channel(QUEUE_DEPTH);
         match store.sqlite_path() {
             Some(path) => {
-                let (sender, queue) = mpsc::channel(QUEUE_DEPTH);
                 let (writer_store, path) = (store.clone(), path.to_path_buf());
                 std::thread::Builder::new()
                     .name("ca-issuance-writer".into())
-                    .spawn(move || run(&writer_store, &path, queue))
+                    .spawn(move || run(&writer_store, &path, jobs))
                     .map_err(|e| Error::Internal(format!("cannot start the issuance writer: {e}")))?;
-                jobs = Some(sender);
             }
-            None => {
-                let (sender, queue) = mpsc::channel(QUEUE_DEPTH);
-                tokio::spawn(clear_pending(store.clone(), queue));
-                clears = Some(sender);
-            }
+            None => drop(tokio::spawn(clear_pending(store.clone(), jobs))),
         }
-        Ok(Self { store, jobs, clears })
+        Ok(Self { store, queue })
     }
 
-    /// Stops the writer thread once the jobs queued before this call are done, and closes its
-    /// connection; later jobs fail. Nothing to do on PostgreSQL.
+    /// Stops the writer once the jobs queued before this call are done (on SQLite closing its
+    /// connection); later queued jobs fail.
     pub async fn close(&self) {
-        if let Some(jobs) = &self.jobs {
-            let (done, closed) = oneshot::channel();
-            if jobs.send(Job::Close(done)).await.is_ok() {
-                let _ = closed.await;
-            }
+        let (done, closed) = oneshot::channel();
+        if self.queue.send(Job::Close(done)).await.is_ok() {
+            let _ = closed.await;
         }
+    }
+
+    /// Whether reserve and mark-issued jobs go through the writer (SQLite) or are each a
+    /// transaction of their own, run at once (PostgreSQL).
+    fn batches(&self) -> bool {
+        self.store.dialect() == Dialect::Sqlite
+    }
+
+    /// Hands `job` to the writer and waits for its answer.
+    async fn ask<T>(&self, job: Job, answer: oneshot::Receiver<Result<T, Error>>) -> Result<T, Error> {
+        self.queue.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     /// Reserves `cert.serial` (status `issuing`), first claiming the code if `claim` is given,
@@ -176,15 +192,14 @@ impl IssuanceWriter {
     /// written.
     pub async fn reserve(&self, cert: NewCertificate, claim: Option<Claim>, now: i64) -> Result<Reservation, Error> {
         let job = Reserve { cert, claim, now };
-        let Some(jobs) = &self.jobs else {
+        if !self.batches() {
             let mut tx = self.store.begin().await?;
             let reserved = reserve(&self.store, &mut tx, &job).await?;
             tx.commit().await?;
             return Ok(reserved);
-        };
+        }
         let (reply, answer) = oneshot::channel();
-        jobs.send(Job::Reserve(job, reply)).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.ask(Job::Reserve(job, reply), answer).await
     }
 
     /// Marks reserved `serial` issued with its certificate and, for an enrolment, records the
@@ -202,58 +217,44 @@ impl IssuanceWriter {
         now: i64,
     ) -> Result<bool, Error> {
         let job = Issued { serial, der, enrolled, now };
-        let Some(jobs) = &self.jobs else {
+        if !self.batches() {
             let mut tx = self.store.begin().await?;
             let marked = issued(&self.store, &mut tx, &job).await?;
             tx.commit().await?;
             return Ok(marked);
-        };
+        }
         let (reply, answer) = oneshot::channel();
-        jobs.send(Job::Issued(job, reply)).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.ask(Job::Issued(job, reply), answer).await
     }
-}
 
-impl IssuanceWriter {
     /// Records, in a later batch and without waiting, that the `Issue` audit record of an issued
     /// `serial` is committed. If that is lost (a failed batch, a crash), the CA finds the record
     /// when it next starts and clears the flag then.
     pub fn audited(&self, serial: String) {
-        if let Some(jobs) = &self.jobs {
-            queue_without_waiting(jobs, Job::Audited(serial));
-        } else if let Some(clears) = &self.clears {
-            queue_without_waiting(clears, serial);
+        if let Err(mpsc::error::TrySendError::Full(job)) = self.queue.try_send(Job::Audited(serial)) {
+            // A full queue: a task waits for room instead of the caller.
+            let queue = self.queue.clone();
+            tokio::spawn(async move {
+                let _ = queue.send(job).await;
+            });
         }
     }
 }
 
-/// Queues `item`; when the queue is full, a task waits for room instead of the caller.
-fn queue_without_waiting<T: Send + 'static>(queue: &mpsc::Sender<T>, item: T) {
-    if let Err(mpsc::error::TrySendError::Full(item)) = queue.try_send(item) {
-        let queue = queue.clone();
-        tokio::spawn(async move {
-            let _ = queue.send(item).await;
-        });
-    }
-}
-
-/// On PostgreSQL: clears `audit_pending` for every serial waiting, in one statement (one
-/// transaction per statement would add a WAL flush per certificate). A failure is logged; the
-/// next start settles those rows from the audit log.
-async fn clear_pending(store: Store, mut queue: mpsc::Receiver<String>) {
-    let mut serials = Vec::new();
+/// The writer on PostgreSQL, where only [`Job::Audited`] and [`Job::Close`] are queued:
+/// clears `audit_pending` for every serial waiting in one statement (one transaction per
+/// serial would add a WAL flush per certificate). A failure is logged; the next start settles
+/// those rows from the audit log.
+async fn clear_pending(store: Store, mut queue: mpsc::Receiver<Job>) {
     while let Some(first) = queue.recv().await {
-        serials.push(first);
-        while serials.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(serial) => serials.push(serial),
-                Err(_) => break,
-            }
+        let (batch, close) = Batch::gather(first, &mut queue);
+        if let Err(e) = store.clear_audit_pending(&batch.audited).await {
+            tracing::warn!(serials = batch.audited.len(), error = %e, "audit_pending not cleared (start-up recovery will)");
         }
-        if let Err(e) = store.clear_audit_pending(&serials).await {
-            tracing::warn!(serials = serials.len(), error = %e, "audit_pending not cleared (start-up recovery will)");
+        if let Some(done) = close {
+            let _ = done.send(());
+            return;
         }
-        serials.clear();
     }
 }
 
@@ -267,14 +268,7 @@ fn stopped() -> Error {
 fn run(store: &Store, path: &Path, mut queue: mpsc::Receiver<Job>) {
     let mut conn = None;
     while let Some(first) = queue.blocking_recv() {
-        let mut batch = Batch::default();
-        let mut close = batch.push(first);
-        while close.is_none() && batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => close = batch.push(job),
-                Err(_) => break,
-            }
-        }
+        let (batch, close) = Batch::gather(first, &mut queue);
         if batch.len() > 0 {
             commit(store, path, &mut conn, batch);
         }
