@@ -1277,18 +1277,17 @@ impl Ca {
             Err(Error::CodeInvalid)
         };
         let now_secs = now.unix_timestamp();
-        let Some((id, secret)) = parse_code(code) else {
-            if let Some(until) = store.locked_until(source, now_secs).await? {
-                return Err(Error::Locked { until });
-            }
-            return refuse(None, "malformed enrolment code").await;
-        };
-        // One read for the lock, the code and its registration; the registration is only
-        // looked at once the code is right.
-        let (locked, found) = store.code_with_registration(&id, source, now_secs).await?;
+        let parsed = parse_code(code);
+        // One read for the lock, the code and its registration (no code for a malformed one:
+        // no registration id is empty); the registration is only looked at once the code is right.
+        let id_or_none = parsed.as_ref().map_or("", |(id, _)| id.as_str());
+        let (locked, found) = store.code_with_registration(id_or_none, source, now_secs).await?;
         if let Some(until) = locked {
             return Err(Error::Locked { until });
         }
+        let Some((id, secret)) = parsed else {
+            return refuse(None, "malformed enrolment code").await;
+        };
         let Some((row, registration)) = found else {
             return refuse(Some(&id), "no enrolment code for this registration").await;
         };
